@@ -1,0 +1,1 @@
+//! Generation with a KV cache and ROUGE scoring.

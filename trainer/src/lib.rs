@@ -1,0 +1,12 @@
+//! ferrotune's trainer: a pipeline from config to model + tokenizer, dataset, training loop,
+//! checkpoints and export, then evaluation with ROUGE.
+
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod eval;
+pub mod kernels;
+pub mod model;
+pub mod quant;
+pub mod tokenizer;
+pub mod train;

@@ -1,0 +1,3 @@
+//! The Llama model: configuration, weights, loading, forward/backward, export.
+
+pub mod config;

@@ -1,0 +1,1 @@
+//! Weight quantisation: NF4 with double-quantised block scales (QLoRA).

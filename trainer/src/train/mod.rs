@@ -1,0 +1,1 @@
+//! The training loop: parameters, optimizer, schedule, checkpoints, metrics, progress.
