@@ -1,0 +1,138 @@
+//! A projection `y = x·Wᵀ (+ scale·dropout(x)·Aᵀ·Bᵀ)`: a base weight kept dense or NF4-quantised,
+//! with an optional LoRA adapter, and its hand-written backward.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::grads::GradSink;
+use super::params::ParamId;
+use super::pass::{Pass, Site};
+use crate::quant::nf4::Nf4Tensor;
+
+/// A projection's base weight, shaped (out, in).
+#[derive(Debug, Clone)]
+pub enum Weight {
+    /// Stored as is.
+    Dense(Tensor),
+    /// Quantised to NF4 with double-quantised scales (QLoRA); dequantised on use.
+    Nf4 {
+        /// The quantised weight.
+        q: Arc<Nf4Tensor>,
+        /// (out, in).
+        shape: (usize, usize),
+        /// Where the dequantised weight is placed.
+        device: Device,
+    },
+}
+
+impl Weight {
+    /// Quantises a dense (out, in) weight to NF4.
+    pub fn quantize_nf4(w: &Tensor) -> anyhow::Result<Self> {
+        let (out, inp) = w.dims2()?;
+        let data = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Self::Nf4 { q: Arc::new(Nf4Tensor::quantize(&data, &[out, inp])), shape: (out, inp), device: w.device().clone() })
+    }
+
+    /// The weight as a dense tensor (dequantised for NF4).
+    pub fn dense(&self) -> anyhow::Result<Tensor> {
+        match self {
+            Self::Dense(w) => Ok(w.clone()),
+            Self::Nf4 { q, shape, device } => Ok(Tensor::from_vec(q.dequantize(), *shape, device)?),
+        }
+    }
+
+    /// (out, in).
+    pub fn shape(&self) -> anyhow::Result<(usize, usize)> {
+        match self {
+            Self::Dense(w) => Ok(w.dims2()?),
+            Self::Nf4 { shape, .. } => Ok(*shape),
+        }
+    }
+}
+
+/// A LoRA adapter: `scale · B·A` added to the base weight, with dropout on its input.
+#[derive(Debug, Clone)]
+pub struct Lora {
+    /// Down-projection, (r, in).
+    pub a: Tensor,
+    /// Up-projection, (out, r).
+    pub b: Tensor,
+    /// alpha / r.
+    pub scale: f64,
+    /// Dropout probability on the adapter's input.
+    pub dropout: f32,
+}
+
+/// A projection with an optional adapter.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// Base weight.
+    pub weight: Weight,
+    /// Adapter, when this projection is a LoRA target.
+    pub lora: Option<Lora>,
+    /// Whether the base weight receives gradients (full fine-tuning).
+    pub train_base: bool,
+}
+
+/// What a projection's backward needs beyond its input: the adapter's hidden activations.
+#[derive(Debug)]
+pub struct LinearSaved {
+    lora_hidden: Option<Tensor>,
+}
+
+impl Linear {
+    /// A frozen or trainable projection without adapter.
+    pub fn new(weight: Weight, train_base: bool) -> Self {
+        Self { weight, lora: None, train_base }
+    }
+
+    /// `x` (rows, in) → (rows, out).
+    pub fn forward(&self, x: &Tensor, site: Site, pass: &Pass) -> anyhow::Result<(Tensor, LinearSaved)> {
+        let w = self.weight.dense()?;
+        let mut y = x.matmul(&w.t()?)?;
+        let mut lora_hidden = None;
+        if let Some(l) = &self.lora {
+            let xd = pass.lora_dropout(x, l.dropout, site)?;
+            let h = xd.matmul(&l.a.t()?)?;
+            y = (y + (h.matmul(&l.b.t()?)? * l.scale)?)?;
+            lora_hidden = Some(h);
+        }
+        Ok((y, LinearSaved { lora_hidden }))
+    }
+
+    /// Gradient of the input for `dy` (rows, out); parameter gradients go to `sink`.
+    pub fn backward(
+        &self,
+        x: &Tensor,
+        saved: LinearSaved,
+        dy: &Tensor,
+        site: Site,
+        pass: &Pass,
+        sink: &mut dyn GradSink,
+    ) -> anyhow::Result<Tensor> {
+        let w = self.weight.dense()?;
+        let mut dx = dy.matmul(&w)?;
+        if self.train_base {
+            sink.add(ParamId::Proj(site.layer, site.module), dy.t()?.matmul(x)?)?;
+        }
+        if let (Some(l), Some(h)) = (&self.lora, saved.lora_hidden) {
+            let dys = (dy * l.scale)?;
+            sink.add(ParamId::LoraB(site.layer, site.module), dys.t()?.matmul(&h)?)?;
+            let dh = dys.matmul(&l.b)?;
+            let xd = pass.lora_dropout(x, l.dropout, site)?;
+            sink.add(ParamId::LoraA(site.layer, site.module), dh.t()?.matmul(&xd)?)?;
+            dx = (dx + pass.lora_dropout(&dh.matmul(&l.a)?, l.dropout, site)?)?;
+        }
+        Ok(dx)
+    }
+
+    /// The base weight with the adapter folded in: `W + scale·B·A`.
+    pub fn merged_weight(&self) -> anyhow::Result<Tensor> {
+        let w = self.weight.dense()?;
+        Ok(match &self.lora {
+            Some(l) => (w + (l.b.matmul(&l.a)? * l.scale)?)?,
+            None => w,
+        })
+    }
+}

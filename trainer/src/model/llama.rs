@@ -1,0 +1,328 @@
+//! The Llama decoder: embedding, blocks, final norm and (tied or untied) output projection. It
+//! trains with an explicit forward/backward over one micro-batch, and generates with a KV cache.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, bail, ensure};
+use candle_core::{Device, Tensor};
+use ferrotune_config::{Mode, TargetModule};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::block::{Block, BlockSaved, Heads, KeyValues};
+use super::config::LlamaConfig;
+use super::grads::GradSink;
+use super::linear::{Linear, Lora, Weight};
+use super::params::ParamId;
+use super::pass::Pass;
+use crate::kernels::embedding::{embedding, embedding_backward};
+use crate::kernels::lm_head_loss::lm_head_loss;
+use crate::kernels::rms_norm::{rms_norm, rms_norm_backward};
+use crate::kernels::rope::RopeTable;
+
+/// LoRA adapter settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraSpec {
+    /// Rank.
+    pub r: usize,
+    /// Scaling numerator (scale = alpha / r).
+    pub alpha: f64,
+    /// Dropout on the adapter's input.
+    pub dropout: f32,
+    /// Projections that get adapters.
+    pub targets: Vec<TargetModule>,
+}
+
+/// How the pretrained model is adapted: what is trainable and how the base is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adaptation {
+    /// What is trained.
+    pub mode: Mode,
+    /// Adapter settings (lora and qlora).
+    pub lora: Option<LoraSpec>,
+}
+
+impl Adaptation {
+    /// The adaptation a config asks for.
+    pub fn from_config(c: &ferrotune_config::Config) -> Self {
+        let lora = (c.training.mode != Mode::Full).then(|| LoraSpec {
+            r: c.lora.r,
+            alpha: c.lora.alpha,
+            dropout: c.lora.dropout as f32,
+            targets: c.lora_targets(),
+        });
+        Self { mode: c.training.mode, lora }
+    }
+}
+
+/// A Llama-architecture causal language model.
+#[derive(Debug)]
+pub struct Llama {
+    /// Hyper-parameters.
+    pub config: LlamaConfig,
+    /// Token embedding, (vocab, hidden).
+    pub embed: Tensor,
+    /// Output projection when untied, (vocab, hidden).
+    pub lm_head: Option<Tensor>,
+    /// Final RMSNorm weight.
+    pub final_norm: Tensor,
+    /// Decoder blocks.
+    pub blocks: Vec<Block>,
+    /// RoPE cos/sin tables.
+    pub rope: RopeTable,
+    /// Whether embedding, norms and head receive gradients (full fine-tuning).
+    pub train_all: bool,
+}
+
+/// Loss of one micro-batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MicroLoss {
+    /// Sum over target tokens of −log p(target).
+    pub loss_sum: f64,
+    /// Target tokens in the micro-batch.
+    pub n_targets: usize,
+}
+
+enum Kept {
+    Saved(BlockSaved),
+    Input(Tensor),
+}
+
+impl Llama {
+    /// Builds the model from Hugging Face–named tensors, quantising the base for QLoRA and
+    /// attaching freshly initialised adapters (PEFT's init: A Kaiming-uniform, B zero) seeded by
+    /// `seed`.
+    pub fn new(
+        config: LlamaConfig,
+        mut tensors: HashMap<String, Tensor>,
+        adaptation: &Adaptation,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
+        config.check()?;
+        let mut take = |id: ParamId| tensors.remove(&id.hf_name()).with_context(|| format!("missing tensor {id}"));
+        let full = adaptation.mode == Mode::Full;
+        let embed = take(ParamId::Embed)?;
+        let device = embed.device().clone();
+        let lm_head = if config.tie_word_embeddings { None } else { Some(take(ParamId::LmHead)?) };
+        let final_norm = take(ParamId::FinalNorm)?;
+        let heads = Heads { q: config.num_attention_heads, kv: config.num_key_value_heads, dim: config.head_dim };
+        let mut blocks = Vec::with_capacity(config.num_hidden_layers);
+        for layer in 0..config.num_hidden_layers {
+            let mut proj = Vec::with_capacity(TargetModule::ALL.len());
+            for m in TargetModule::ALL {
+                let w = take(ParamId::Proj(layer, m))?;
+                let weight = match adaptation.mode {
+                    Mode::Qlora => Weight::quantize_nf4(&w)?,
+                    Mode::Lora | Mode::Full => Weight::Dense(w),
+                };
+                proj.push(Linear::new(weight, full));
+            }
+            let proj: [Linear; 7] = proj.try_into().expect("one projection per target module");
+            blocks.push(Block {
+                layer,
+                heads,
+                eps: config.rms_norm_eps,
+                attn_norm: take(ParamId::AttnNorm(layer))?,
+                mlp_norm: take(ParamId::MlpNorm(layer))?,
+                train_norms: full,
+                proj,
+            });
+        }
+        let max_pos = config.max_position_embeddings.min(1 << 16);
+        let rope = RopeTable::new(&config.rope_inv_freq(), max_pos, &device)?;
+        let mut model = Self { config, embed, lm_head, final_norm, blocks, rope, train_all: full };
+        if let Some(spec) = &adaptation.lora {
+            model.attach_lora(spec, seed)?;
+        }
+        Ok(model)
+    }
+
+    /// Adds adapters to the targeted projections of every block, initialised as PEFT does.
+    pub fn attach_lora(&mut self, spec: &LoraSpec, seed: u64) -> anyhow::Result<()> {
+        ensure!(spec.r >= 1, "LoRA rank must be at least 1");
+        for block in &mut self.blocks {
+            for &m in &spec.targets {
+                let linear = &mut block.proj[m as usize];
+                let (out, inp) = linear.weight.shape()?;
+                let device = self.embed.device();
+                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ((block.layer as u64) << 16 | m as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let bound = 1.0 / (inp as f32).sqrt();
+                let a: Vec<f32> = (0..spec.r * inp).map(|_| rng.random_range(-bound..bound)).collect();
+                linear.lora = Some(Lora {
+                    a: Tensor::from_vec(a, (spec.r, inp), device)?,
+                    b: Tensor::zeros((out, spec.r), candle_core::DType::F32, device)?,
+                    scale: spec.alpha / spec.r as f64,
+                    dropout: spec.dropout,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The parameters that receive gradients, in a fixed order.
+    pub fn trainable(&self) -> Vec<ParamId> {
+        let mut ids = Vec::new();
+        if self.train_all {
+            ids.push(ParamId::Embed);
+        }
+        for b in &self.blocks {
+            if b.train_norms {
+                ids.push(ParamId::AttnNorm(b.layer));
+            }
+            for m in TargetModule::ALL {
+                let p = b.proj(m);
+                if p.train_base {
+                    ids.push(ParamId::Proj(b.layer, m));
+                }
+                if p.lora.is_some() {
+                    ids.extend([ParamId::LoraA(b.layer, m), ParamId::LoraB(b.layer, m)]);
+                }
+            }
+            if b.train_norms {
+                ids.push(ParamId::MlpNorm(b.layer));
+            }
+        }
+        if self.train_all {
+            ids.push(ParamId::FinalNorm);
+            if self.lm_head.is_some() {
+                ids.push(ParamId::LmHead);
+            }
+        }
+        ids
+    }
+
+    /// A parameter's current value (NF4 bases dequantised).
+    pub fn param(&self, id: ParamId) -> anyhow::Result<Tensor> {
+        let block = |i: usize| self.blocks.get(i).with_context(|| format!("{id}: no block {i}"));
+        let lora = |i: usize, m: TargetModule| {
+            block(i)?.proj(m).lora.as_ref().with_context(|| format!("{id}: no adapter on this projection"))
+        };
+        Ok(match id {
+            ParamId::Embed => self.embed.clone(),
+            ParamId::FinalNorm => self.final_norm.clone(),
+            ParamId::LmHead => self.lm_head.clone().context("lm_head is tied to the embedding")?,
+            ParamId::AttnNorm(i) => block(i)?.attn_norm.clone(),
+            ParamId::MlpNorm(i) => block(i)?.mlp_norm.clone(),
+            ParamId::Proj(i, m) => block(i)?.proj(m).weight.dense()?,
+            ParamId::LoraA(i, m) => lora(i, m)?.a.clone(),
+            ParamId::LoraB(i, m) => lora(i, m)?.b.clone(),
+        })
+    }
+
+    /// Replaces a trainable parameter's value (same shape).
+    pub fn set_param(&mut self, id: ParamId, value: Tensor) -> anyhow::Result<()> {
+        let old = self.param(id)?;
+        ensure!(old.dims() == value.dims(), "{id}: shape {:?} does not match the model's {:?}", value.dims(), old.dims());
+        let slot = match id {
+            ParamId::Embed => &mut self.embed,
+            ParamId::FinalNorm => &mut self.final_norm,
+            ParamId::LmHead => self.lm_head.as_mut().context("lm_head is tied")?,
+            ParamId::AttnNorm(i) => &mut self.blocks[i].attn_norm,
+            ParamId::MlpNorm(i) => &mut self.blocks[i].mlp_norm,
+            ParamId::Proj(i, m) => match &mut self.blocks[i].proj[m as usize].weight {
+                Weight::Dense(w) => w,
+                Weight::Nf4 { .. } => bail!("{id} is quantised and frozen"),
+            },
+            ParamId::LoraA(i, m) => &mut self.blocks[i].proj[m as usize].lora.as_mut().context("no adapter")?.a,
+            ParamId::LoraB(i, m) => &mut self.blocks[i].proj[m as usize].lora.as_mut().context("no adapter")?.b,
+        };
+        *slot = value;
+        Ok(())
+    }
+
+    /// The device holding the weights.
+    pub fn device(&self) -> &Device {
+        self.embed.device()
+    }
+
+    fn head(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+
+    /// Forward and backward of one micro-batch. `targets[row]` is the token row `row` predicts
+    /// (−1: none). Gradients of `grad_scale · loss_sum` go to `sink`.
+    pub fn forward_backward(
+        &self,
+        ids: &[u32],
+        targets: &[i32],
+        pass: &Pass,
+        grad_scale: f32,
+        checkpointing: bool,
+        sink: &mut dyn GradSink,
+    ) -> anyhow::Result<MicroLoss> {
+        ensure!(ids.len() == pass.rows() && targets.len() == pass.rows(), "batch shape mismatch");
+        let mut x = embedding(ids, &self.embed)?;
+        let mut kept = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (y, saved) = block.forward(&x, pass)?;
+            kept.push(if checkpointing { Kept::Input(x) } else { Kept::Saved(saved) });
+            x = y;
+        }
+        let (h, rstd) = rms_norm(&x, &self.final_norm, self.config.rms_norm_eps)?;
+        let loss = lm_head_loss(&h, self.head(), targets, grad_scale, self.train_all)?;
+        let (mut dx, dnorm) = rms_norm_backward(&x, &self.final_norm, &rstd, &loss.dh, self.train_all)?;
+        if let (Some(dnorm), Some(dhead)) = (dnorm, loss.dw) {
+            sink.add(ParamId::FinalNorm, dnorm)?;
+            sink.add(if self.lm_head.is_some() { ParamId::LmHead } else { ParamId::Embed }, dhead)?;
+        }
+        for (block, k) in self.blocks.iter().zip(kept).rev() {
+            let saved = match k {
+                Kept::Saved(s) => s,
+                Kept::Input(x) => block.forward(&x, pass)?.1,
+            };
+            dx = block.backward(saved, &dx, pass, sink)?;
+        }
+        if self.train_all {
+            sink.add(ParamId::Embed, embedding_backward(ids, &dx, self.config.vocab_size)?)?;
+        }
+        Ok(MicroLoss { loss_sum: loss.loss_sum, n_targets: loss.n_targets })
+    }
+
+    /// Runs `ids` (batch · seq rows) through the model after the cached keys/values, appends this
+    /// step's keys/values to `cache`, and returns the logits of each sequence's last row,
+    /// (batch, vocab).
+    pub fn forward_cached(&self, ids: &[u32], pass: &Pass, cache: &mut Vec<KeyValues>) -> anyhow::Result<Tensor> {
+        let mut x = embedding(ids, &self.embed)?;
+        let fresh = cache.is_empty();
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (y, kv) = block.forward_cached(&x, pass, if fresh { None } else { Some(&cache[i]) })?;
+            if fresh {
+                cache.push(kv);
+            } else {
+                cache[i] = kv;
+            }
+            x = y;
+        }
+        let last = x.reshape((pass.batch, pass.seq, self.config.hidden_size))?.narrow(1, pass.seq - 1, 1)?.squeeze(1)?;
+        let (h, _) = rms_norm(&last.contiguous()?, &self.final_norm, self.config.rms_norm_eps)?;
+        Ok(h.matmul(&self.head().t()?)?)
+    }
+
+    /// Every weight under its Hugging Face name, adapters folded into their base weights.
+    pub fn merged_tensors(&self) -> anyhow::Result<Vec<(String, Tensor)>> {
+        let mut out = vec![(ParamId::Embed.hf_name(), self.embed.clone())];
+        for b in &self.blocks {
+            out.push((ParamId::AttnNorm(b.layer).hf_name(), b.attn_norm.clone()));
+            out.push((ParamId::MlpNorm(b.layer).hf_name(), b.mlp_norm.clone()));
+            for m in TargetModule::ALL {
+                out.push((ParamId::Proj(b.layer, m).hf_name(), b.proj(m).merged_weight()?));
+            }
+        }
+        out.push((ParamId::FinalNorm.hf_name(), self.final_norm.clone()));
+        if let Some(head) = &self.lm_head {
+            out.push((ParamId::LmHead.hf_name(), head.clone()));
+        }
+        Ok(out)
+    }
+
+    /// The adapter tensors under PEFT's names.
+    pub fn adapter_tensors(&self) -> anyhow::Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        for id in self.trainable() {
+            if let Some(name) = id.peft_name() {
+                out.push((name, self.param(id)?));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,84 @@
+//! `metrics.jsonl` (one line per optimizer step) and `training_duration.json`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// One optimizer step as recorded in `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Optimizer step (1-based).
+    pub step: u64,
+    /// Fractional epoch reached.
+    pub epoch: f64,
+    /// Mean loss over the step's target tokens (all ranks).
+    pub loss: f64,
+    /// Learning rate used for this step.
+    pub learning_rate: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens processed in the step (all ranks, padding excluded).
+    pub tokens: u64,
+    /// Tokens per second over the step.
+    pub tokens_per_second: f64,
+    /// Seconds since training started (carried across resumes).
+    pub elapsed_seconds: f64,
+    /// The update was skipped because the loss or gradients were not finite.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+}
+
+/// Appends step records, one JSON object per line, flushed as they come.
+#[derive(Debug)]
+pub struct MetricsLog {
+    file: File,
+    path: PathBuf,
+}
+
+impl MetricsLog {
+    /// Opens `path` for appending, first dropping any records after `resume_step` (a resumed run
+    /// rewrites those steps).
+    pub fn open(path: &Path, resume_step: u64) -> anyhow::Result<Self> {
+        let kept = read(path)?.into_iter().filter(|r| r.step <= resume_step).collect::<Vec<_>>();
+        let mut text = String::new();
+        for r in &kept {
+            text.push_str(&serde_json::to_string(r)?);
+            text.push('\n');
+        }
+        fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        let file = OpenOptions::new().append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
+        Ok(Self { file, path: path.to_path_buf() })
+    }
+
+    /// Appends one record.
+    pub fn append(&mut self, record: &StepRecord) -> anyhow::Result<()> {
+        let mut line = serde_json::to_string(record)?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).with_context(|| format!("writing {}", self.path.display()))?;
+        self.file.flush()?;
+        Ok(())
+    }
+}
+
+/// Reads `metrics.jsonl` (empty when absent).
+pub fn read(path: &Path) -> anyhow::Result<Vec<StepRecord>> {
+    let Ok(file) = File::open(path) else { return Ok(vec![]) };
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(serde_json::from_str(&line).with_context(|| format!("{}:{}: not a step record", path.display(), i + 1))?);
+    }
+    Ok(out)
+}
+
+/// Writes `training_duration.json` as the course does.
+pub fn write_duration(path: &Path, seconds: f64) -> anyhow::Result<()> {
+    let v = serde_json::json!({ "duration_seconds": seconds, "duration_minutes": seconds / 60.0 });
+    fs::write(path, serde_json::to_vec_pretty(&v)?).with_context(|| format!("writing {}", path.display()))
+}
