@@ -1,9 +1,10 @@
-//! Path expansion for paths written in configs: `~` and `${VAR}` / `$VAR`.
+//! Path expansion for paths written in configs: `~`, `$VAR`, `${VAR}` and `${VAR:-default}`.
 
 use std::path::PathBuf;
 
-/// Expands a leading `~` to $HOME and `${VAR}` / `$VAR` to the environment's value.
-/// An unset variable is an error naming it.
+/// Expands a leading `~` to $HOME, and `$VAR`, `${VAR}` and `${VAR:-default}` (the default used
+/// when VAR is unset or empty; it may itself start with `~`). An unset variable without a default
+/// is an error naming it.
 pub fn expand(path: &str) -> Result<PathBuf, String> {
     let mut out = String::with_capacity(path.len());
     let mut rest = path;
@@ -25,6 +26,11 @@ pub fn expand(path: &str) -> Result<PathBuf, String> {
         };
         if name.is_empty() {
             out.push('$');
+        } else if let Some((name, default)) = name.split_once(":-") {
+            match std::env::var(name) {
+                Ok(v) if !v.is_empty() => out.push_str(&v),
+                _ => out.push_str(&expand(default)?.to_string_lossy()),
+            }
         } else {
             out.push_str(&var(name)?);
         }
@@ -48,6 +54,11 @@ mod tests {
         assert_eq!(expand("~/m.gguf").unwrap(), PathBuf::from(format!("{home}/m.gguf")));
         assert_eq!(expand("${HOME}/a/$HOME").unwrap(), PathBuf::from(format!("{home}/a/{home}")));
         assert_eq!(expand("plain/x~y").unwrap(), PathBuf::from("plain/x~y"));
+        assert_eq!(
+            expand("${FERROTUNE_SURELY_UNSET_VAR:-~/.cache}/m").unwrap(),
+            PathBuf::from(format!("{home}/.cache/m"))
+        );
+        assert_eq!(expand("${HOME:-/elsewhere}").unwrap(), PathBuf::from(&home));
         let err = expand("${FERROTUNE_SURELY_UNSET_VAR}/x").unwrap_err();
         assert!(err.contains("FERROTUNE_SURELY_UNSET_VAR"), "{err}");
     }
