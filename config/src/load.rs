@@ -10,15 +10,23 @@ impl Config {
     /// Reads a YAML (or JSON) config file, applies `key.path=value` overrides in order, and
     /// validates the result.
     pub fn load(file: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(file)
-            .map_err(|source| ConfigError::Io { file: file.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Io {
+            file: file.to_path_buf(),
+            source,
+        })?;
         Self::from_yaml(&text, file, overrides)
     }
 
     /// Parses config text; `origin` names it in errors.
-    pub fn from_yaml(text: &str, origin: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
-        let mut value: Value = serde_saphyr::from_str(text)
-            .map_err(|e| ConfigError::Syntax { file: origin.to_path_buf(), message: e.to_string() })?;
+    pub fn from_yaml(
+        text: &str,
+        origin: &Path,
+        overrides: &[String],
+    ) -> Result<Config, ConfigError> {
+        let mut value: Value = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
         if value.is_null() {
             value = Value::Object(Default::default());
         }
@@ -35,7 +43,11 @@ impl Config {
             let path = e.path().to_string();
             ConfigError::Field {
                 file: origin.to_path_buf(),
-                field: if path == "." { "(top level)".into() } else { path },
+                field: if path == "." {
+                    "(top level)".into()
+                } else {
+                    path
+                },
                 message: e.into_inner().to_string(),
             }
         })?;
@@ -56,11 +68,18 @@ impl Config {
 /// Sets `a.b.c` in `doc` to `value` (parsed as YAML, so `1e-4`, `true` and `[q_proj, v_proj]`
 /// keep their types), creating missing sections.
 pub fn apply_override(doc: &mut Value, given: &str) -> Result<(), ConfigError> {
-    let err = |message: &str| ConfigError::Override { given: given.into(), message: message.into() };
-    let (key, raw) = given.split_once('=').ok_or_else(|| err("expected key=value, e.g. training.learning_rate=1e-4"))?;
+    let err = |message: &str| ConfigError::Override {
+        given: given.into(),
+        message: message.into(),
+    };
+    let (key, raw) = given
+        .split_once('=')
+        .ok_or_else(|| err("expected key=value, e.g. training.learning_rate=1e-4"))?;
     let key = key.trim();
     if key.is_empty() || key.split('.').any(str::is_empty) {
-        return Err(err("the key must be a dotted path such as training.max_steps"));
+        return Err(err(
+            "the key must be a dotted path such as training.max_steps",
+        ));
     }
     let parsed: Value = if raw.trim().is_empty() {
         Value::String(String::new())
@@ -77,7 +96,9 @@ pub fn apply_override(doc: &mut Value, given: &str) -> Result<(), ConfigError> {
             map.insert((*part).to_string(), parsed);
             return Ok(());
         }
-        node = map.entry((*part).to_string()).or_insert_with(|| Value::Object(Default::default()));
+        node = map
+            .entry((*part).to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
     }
     unreachable!("a key has at least one part")
 }

@@ -18,10 +18,14 @@ pub fn expand(path: &str) -> Result<PathBuf, String> {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 1..];
         let (name, tail) = if let Some(braced) = after.strip_prefix('{') {
-            let end = braced.find('}').ok_or_else(|| format!("unclosed `${{` in `{path}`"))?;
+            let end = braced
+                .find('}')
+                .ok_or_else(|| format!("unclosed `${{` in `{path}`"))?;
             (&braced[..end], &braced[end + 1..])
         } else {
-            let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
             (&after[..end], &after[end..])
         };
         if name.is_empty() {
@@ -51,8 +55,14 @@ mod tests {
     #[test]
     fn expands_home_and_variables() {
         let home = std::env::var("HOME").unwrap();
-        assert_eq!(expand("~/m.gguf").unwrap(), PathBuf::from(format!("{home}/m.gguf")));
-        assert_eq!(expand("${HOME}/a/$HOME").unwrap(), PathBuf::from(format!("{home}/a/{home}")));
+        assert_eq!(
+            expand("~/m.gguf").unwrap(),
+            PathBuf::from(format!("{home}/m.gguf"))
+        );
+        assert_eq!(
+            expand("${HOME}/a/$HOME").unwrap(),
+            PathBuf::from(format!("{home}/a/{home}"))
+        );
         assert_eq!(expand("plain/x~y").unwrap(), PathBuf::from("plain/x~y"));
         assert_eq!(
             expand("${FERROTUNE_SURELY_UNSET_VAR:-~/.cache}/m").unwrap(),

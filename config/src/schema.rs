@@ -115,12 +115,18 @@ pub struct PromptConfig {
 
 impl Default for PromptConfig {
     fn default() -> Self {
-        Self { system: None, user_template: default_user_template(), chat_template: None }
+        Self {
+            system: None,
+            user_template: default_user_template(),
+            chat_template: None,
+        }
     }
 }
 
 /// A projection inside a decoder block that can carry a LoRA adapter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetModule {
     /// Attention query projection.
@@ -432,10 +438,19 @@ pub enum Strategy {
     #[default]
     Ddp,
     /// Gradients reduce-scattered and optimizer state sharded; parameters replicated.
-    #[serde(alias = "shard_grad_op", alias = "fsdp_shard_grad_op", alias = "deepspeed_zero2")]
+    #[serde(
+        alias = "shard_grad_op",
+        alias = "fsdp_shard_grad_op",
+        alias = "deepspeed_zero2"
+    )]
     Zero2,
     /// Parameters, gradients and optimizer state all sharded; parameters gathered per layer.
-    #[serde(alias = "full_shard", alias = "fsdp", alias = "fsdp_full_shard", alias = "deepspeed_zero3")]
+    #[serde(
+        alias = "full_shard",
+        alias = "fsdp",
+        alias = "fsdp_full_shard",
+        alias = "deepspeed_zero3"
+    )]
     Zero3,
 }
 
@@ -565,7 +580,11 @@ pub struct OutputConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        Self { dir: default_output_dir(), merge_adapter: false, resume: true }
+        Self {
+            dir: default_output_dir(),
+            merge_adapter: false,
+            resume: true,
+        }
     }
 }
 
@@ -577,7 +596,12 @@ impl Config {
             None => match self.training.mode {
                 Mode::Qlora => vec![TargetModule::QProj, TargetModule::VProj],
                 Mode::Lora | Mode::Full => {
-                    vec![TargetModule::QProj, TargetModule::KProj, TargetModule::VProj, TargetModule::OProj]
+                    vec![
+                        TargetModule::QProj,
+                        TargetModule::KProj,
+                        TargetModule::VProj,
+                        TargetModule::OProj,
+                    ]
                 }
             },
         }

@@ -21,8 +21,11 @@ fn cuda(local_rank: usize) -> anyhow::Result<Device> {
              use a CUDA build (cargo build --features cuda, or the -cuda image) or set training.device: cpu"
         );
     }
-    Device::new_cuda(local_rank)
-        .map_err(|e| anyhow::anyhow!("cannot open CUDA device {local_rank}: {e} (is a GPU visible to this process?)"))
+    Device::new_cuda(local_rank).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open CUDA device {local_rank}: {e} (is a GPU visible to this process?)"
+        )
+    })
 }
 
 /// Precision of weights and activations on `device`.
@@ -30,7 +33,9 @@ pub fn dtype(precision: Precision, device: &Device) -> anyhow::Result<DType> {
     match (precision, device.is_cuda()) {
         (Precision::F32, _) | (Precision::Auto, false) => Ok(DType::F32),
         (Precision::Bf16, true) | (Precision::Auto, true) => Ok(DType::BF16),
-        (Precision::Bf16, false) => bail!("training.dtype bf16 needs a CUDA device; on the CPU use f32 (or auto)"),
+        (Precision::Bf16, false) => {
+            bail!("training.dtype bf16 needs a CUDA device; on the CPU use f32 (or auto)")
+        }
     }
 }
 

@@ -79,10 +79,19 @@ impl Block {
     }
 
     fn site(&self, module: TargetModule) -> Site {
-        Site { layer: self.layer, module }
+        Site {
+            layer: self.layer,
+            module,
+        }
     }
 
-    fn linear(&self, m: TargetModule, x: &Tensor, pass: &Pass, saved: &mut [Option<LinearSaved>; 7]) -> anyhow::Result<Tensor> {
+    fn linear(
+        &self,
+        m: TargetModule,
+        x: &Tensor,
+        pass: &Pass,
+        saved: &mut [Option<LinearSaved>; 7],
+    ) -> anyhow::Result<Tensor> {
         let (y, s) = self.proj(m).forward(x, self.site(m), pass)?;
         saved[m as usize] = Some(s);
         Ok(y)
@@ -97,8 +106,18 @@ impl Block {
         let q = self.linear(QProj, &h1, pass, &mut linears)?;
         let k = self.linear(KProj, &h1, pass, &mut linears)?;
         let v = self.linear(VProj, &h1, pass, &mut linears)?;
-        let q = rope(&q.reshape((b * t, self.heads.q, hd))?, pass.rope, &pass.positions)?.reshape((b, t, self.heads.q, hd))?;
-        let k = rope(&k.reshape((b * t, self.heads.kv, hd))?, pass.rope, &pass.positions)?.reshape((b, t, self.heads.kv, hd))?;
+        let q = rope(
+            &q.reshape((b * t, self.heads.q, hd))?,
+            pass.rope,
+            &pass.positions,
+        )?
+        .reshape((b, t, self.heads.q, hd))?;
+        let k = rope(
+            &k.reshape((b * t, self.heads.kv, hd))?,
+            pass.rope,
+            &pass.positions,
+        )?
+        .reshape((b, t, self.heads.kv, hd))?;
         let v = v.reshape((b, t, self.heads.kv, hd))?;
         let out = attention(&q, &k, &v, pass.key_mask.as_deref(), self.scale())?;
         let attn = out.out.reshape((b * t, self.heads.q * hd))?;
@@ -132,30 +151,89 @@ impl Block {
 
     /// Backward of [`Block::forward`]: gradient of the input for `dy`; parameter gradients go to
     /// `sink`.
-    pub fn backward(&self, saved: BlockSaved, dy: &Tensor, pass: &Pass, sink: &mut dyn GradSink) -> anyhow::Result<Tensor> {
+    pub fn backward(
+        &self,
+        saved: BlockSaved,
+        dy: &Tensor,
+        pass: &Pass,
+        sink: &mut dyn GradSink,
+    ) -> anyhow::Result<Tensor> {
         use TargetModule::*;
-        let BlockSaved { x, rstd1, h1, q, k, v, attn, lse, x2, rstd2, h2, gate, up, act, linears } = saved;
-        let [sq, sk, sv, so, sg, su, sd] = linears.map(|s| s.expect("forward saved every projection"));
+        let BlockSaved {
+            x,
+            rstd1,
+            h1,
+            q,
+            k,
+            v,
+            attn,
+            lse,
+            x2,
+            rstd2,
+            h2,
+            gate,
+            up,
+            act,
+            linears,
+        } = saved;
+        let [sq, sk, sv, so, sg, su, sd] =
+            linears.map(|s| s.expect("forward saved every projection"));
         let (b, t, hd) = (pass.batch, pass.seq, self.heads.dim);
 
-        let dact = self.proj(DownProj).backward(&act, sd, dy, self.site(DownProj), pass, sink)?;
+        let dact = self
+            .proj(DownProj)
+            .backward(&act, sd, dy, self.site(DownProj), pass, sink)?;
         let (dgate, dup) = swiglu_backward(&gate, &up, &dact)?;
-        let dh2 = (self.proj(GateProj).backward(&h2, sg, &dgate, self.site(GateProj), pass, sink)?
-            + self.proj(UpProj).backward(&h2, su, &dup, self.site(UpProj), pass, sink)?)?;
-        let (dx2_norm, dw2) = rms_norm_backward(&x2, &self.mlp_norm, &rstd2, &dh2, self.train_norms)?;
+        let dh2 =
+            (self
+                .proj(GateProj)
+                .backward(&h2, sg, &dgate, self.site(GateProj), pass, sink)?
+                + self
+                    .proj(UpProj)
+                    .backward(&h2, su, &dup, self.site(UpProj), pass, sink)?)?;
+        let (dx2_norm, dw2) =
+            rms_norm_backward(&x2, &self.mlp_norm, &rstd2, &dh2, self.train_norms)?;
         let dx2 = (dy + dx2_norm)?;
 
-        let dattn = self.proj(OProj).backward(&attn, so, &dx2, self.site(OProj), pass, sink)?;
+        let dattn = self
+            .proj(OProj)
+            .backward(&attn, so, &dx2, self.site(OProj), pass, sink)?;
         let out = attn.reshape((b, t, self.heads.q, hd))?;
         let dout = dattn.reshape((b, t, self.heads.q, hd))?;
-        let (dq, dk, dv) = attention_backward(&q, &k, &v, &out, &lse, &dout, pass.key_mask.as_deref(), self.scale())?;
-        let dq = rope_backward(&dq.reshape((b * t, self.heads.q, hd))?, pass.rope, &pass.positions)?.reshape((b * t, self.heads.q * hd))?;
-        let dk = rope_backward(&dk.reshape((b * t, self.heads.kv, hd))?, pass.rope, &pass.positions)?.reshape((b * t, self.heads.kv * hd))?;
+        let (dq, dk, dv) = attention_backward(
+            &q,
+            &k,
+            &v,
+            &out,
+            &lse,
+            &dout,
+            pass.key_mask.as_deref(),
+            self.scale(),
+        )?;
+        let dq = rope_backward(
+            &dq.reshape((b * t, self.heads.q, hd))?,
+            pass.rope,
+            &pass.positions,
+        )?
+        .reshape((b * t, self.heads.q * hd))?;
+        let dk = rope_backward(
+            &dk.reshape((b * t, self.heads.kv, hd))?,
+            pass.rope,
+            &pass.positions,
+        )?
+        .reshape((b * t, self.heads.kv * hd))?;
         let dv = dv.reshape((b * t, self.heads.kv * hd))?;
-        let dh1 = ((self.proj(QProj).backward(&h1, sq, &dq, self.site(QProj), pass, sink)?
-            + self.proj(KProj).backward(&h1, sk, &dk, self.site(KProj), pass, sink)?)?
-            + self.proj(VProj).backward(&h1, sv, &dv, self.site(VProj), pass, sink)?)?;
-        let (dx_norm, dw1) = rms_norm_backward(&x, &self.attn_norm, &rstd1, &dh1, self.train_norms)?;
+        let dh1 = ((self
+            .proj(QProj)
+            .backward(&h1, sq, &dq, self.site(QProj), pass, sink)?
+            + self
+                .proj(KProj)
+                .backward(&h1, sk, &dk, self.site(KProj), pass, sink)?)?
+            + self
+                .proj(VProj)
+                .backward(&h1, sv, &dv, self.site(VProj), pass, sink)?)?;
+        let (dx_norm, dw1) =
+            rms_norm_backward(&x, &self.attn_norm, &rstd1, &dh1, self.train_norms)?;
         if let (Some(dw1), Some(dw2)) = (dw1, dw2) {
             sink.add(ParamId::AttnNorm(self.layer), dw1)?;
             sink.add(ParamId::MlpNorm(self.layer), dw2)?;
@@ -165,16 +243,36 @@ impl Block {
 
     /// Inference forward for `x` (rows, hidden) whose keys attend `past` keys/values first.
     /// Returns the output and this block's keys/values including `past`.
-    pub fn forward_cached(&self, x: &Tensor, pass: &Pass, past: Option<&KeyValues>) -> anyhow::Result<(Tensor, KeyValues)> {
+    pub fn forward_cached(
+        &self,
+        x: &Tensor,
+        pass: &Pass,
+        past: Option<&KeyValues>,
+    ) -> anyhow::Result<(Tensor, KeyValues)> {
         use TargetModule::*;
         let (b, t, hd) = (pass.batch, pass.seq, self.heads.dim);
-        let proj = |m: TargetModule, x: &Tensor| -> anyhow::Result<Tensor> { Ok(self.proj(m).forward(x, self.site(m), pass)?.0) };
+        let proj = |m: TargetModule, x: &Tensor| -> anyhow::Result<Tensor> {
+            Ok(self.proj(m).forward(x, self.site(m), pass)?.0)
+        };
         let (h1, _) = rms_norm(x, &self.attn_norm, self.eps)?;
-        let q = rope(&proj(QProj, &h1)?.reshape((b * t, self.heads.q, hd))?, pass.rope, &pass.positions)?.reshape((b, t, self.heads.q, hd))?;
-        let k = rope(&proj(KProj, &h1)?.reshape((b * t, self.heads.kv, hd))?, pass.rope, &pass.positions)?.reshape((b, t, self.heads.kv, hd))?;
+        let q = rope(
+            &proj(QProj, &h1)?.reshape((b * t, self.heads.q, hd))?,
+            pass.rope,
+            &pass.positions,
+        )?
+        .reshape((b, t, self.heads.q, hd))?;
+        let k = rope(
+            &proj(KProj, &h1)?.reshape((b * t, self.heads.kv, hd))?,
+            pass.rope,
+            &pass.positions,
+        )?
+        .reshape((b, t, self.heads.kv, hd))?;
         let v = proj(VProj, &h1)?.reshape((b, t, self.heads.kv, hd))?;
         let kv = match past {
-            Some(p) => KeyValues { k: Tensor::cat(&[&p.k, &k], 1)?, v: Tensor::cat(&[&p.v, &v], 1)? },
+            Some(p) => KeyValues {
+                k: Tensor::cat(&[&p.k, &k], 1)?,
+                v: Tensor::cat(&[&p.v, &v], 1)?,
+            },
             None => KeyValues { k, v },
         };
         let out = attention(&q, &kv.k, &kv.v, pass.key_mask.as_deref(), self.scale())?;

@@ -31,7 +31,11 @@ impl Weight {
     pub fn quantize_nf4(w: &Tensor) -> anyhow::Result<Self> {
         let (out, inp) = w.dims2()?;
         let data = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        Ok(Self::Nf4 { q: Arc::new(Nf4Tensor::quantize(&data, &[out, inp])), shape: (out, inp), device: w.device().clone() })
+        Ok(Self::Nf4 {
+            q: Arc::new(Nf4Tensor::quantize(&data, &[out, inp])),
+            shape: (out, inp),
+            device: w.device().clone(),
+        })
     }
 
     /// The weight as a dense tensor (dequantised for NF4).
@@ -84,11 +88,20 @@ pub struct LinearSaved {
 impl Linear {
     /// A frozen or trainable projection without adapter.
     pub fn new(weight: Weight, train_base: bool) -> Self {
-        Self { weight, lora: None, train_base }
+        Self {
+            weight,
+            lora: None,
+            train_base,
+        }
     }
 
     /// `x` (rows, in) → (rows, out).
-    pub fn forward(&self, x: &Tensor, site: Site, pass: &Pass) -> anyhow::Result<(Tensor, LinearSaved)> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        site: Site,
+        pass: &Pass,
+    ) -> anyhow::Result<(Tensor, LinearSaved)> {
         let w = self.weight.dense()?;
         let mut y = x.matmul(&w.t()?)?;
         let mut lora_hidden = None;
@@ -118,10 +131,16 @@ impl Linear {
         }
         if let (Some(l), Some(h)) = (&self.lora, saved.lora_hidden) {
             let dys = (dy * l.scale)?;
-            sink.add(ParamId::LoraB(site.layer, site.module), dys.t()?.matmul(&h)?)?;
+            sink.add(
+                ParamId::LoraB(site.layer, site.module),
+                dys.t()?.matmul(&h)?,
+            )?;
             let dh = dys.matmul(&l.b)?;
             let xd = pass.lora_dropout(x, l.dropout, site)?;
-            sink.add(ParamId::LoraA(site.layer, site.module), dh.t()?.matmul(&xd)?)?;
+            sink.add(
+                ParamId::LoraA(site.layer, site.module),
+                dh.t()?.matmul(&xd)?,
+            )?;
             dx = (dx + pass.lora_dropout(&dh.matmul(&l.a)?, l.dropout, site)?)?;
         }
         Ok(dx)

@@ -51,7 +51,10 @@ impl Adaptation {
             dropout: c.lora.dropout as f32,
             targets: c.lora_targets(),
         });
-        Self { mode: c.training.mode, lora }
+        Self {
+            mode: c.training.mode,
+            lora,
+        }
     }
 }
 
@@ -99,13 +102,25 @@ impl Llama {
         seed: u64,
     ) -> anyhow::Result<Self> {
         config.check()?;
-        let mut take = |id: ParamId| tensors.remove(&id.hf_name()).with_context(|| format!("missing tensor {id}"));
+        let mut take = |id: ParamId| {
+            tensors
+                .remove(&id.hf_name())
+                .with_context(|| format!("missing tensor {id}"))
+        };
         let full = adaptation.mode == Mode::Full;
         let embed = take(ParamId::Embed)?;
         let device = embed.device().clone();
-        let lm_head = if config.tie_word_embeddings { None } else { Some(take(ParamId::LmHead)?) };
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(take(ParamId::LmHead)?)
+        };
         let final_norm = take(ParamId::FinalNorm)?;
-        let heads = Heads { q: config.num_attention_heads, kv: config.num_key_value_heads, dim: config.head_dim };
+        let heads = Heads {
+            q: config.num_attention_heads,
+            kv: config.num_key_value_heads,
+            dim: config.head_dim,
+        };
         let mut blocks = Vec::with_capacity(config.num_hidden_layers);
         for layer in 0..config.num_hidden_layers {
             let mut proj = Vec::with_capacity(TargetModule::ALL.len());
@@ -130,7 +145,15 @@ impl Llama {
         }
         let max_pos = config.max_position_embeddings.min(1 << 16);
         let rope = RopeTable::new(&config.rope_inv_freq(), max_pos, &device)?;
-        let mut model = Self { config, embed, lm_head, final_norm, blocks, rope, train_all: full };
+        let mut model = Self {
+            config,
+            embed,
+            lm_head,
+            final_norm,
+            blocks,
+            rope,
+            train_all: full,
+        };
         if let Some(spec) = &adaptation.lora {
             model.attach_lora(spec, seed)?;
         }
@@ -145,9 +168,14 @@ impl Llama {
                 let linear = &mut block.proj[m as usize];
                 let (out, inp) = linear.weight.shape()?;
                 let device = self.embed.device();
-                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ((block.layer as u64) << 16 | m as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let mut rng = ChaCha8Rng::seed_from_u64(
+                    seed ^ ((block.layer as u64) << 16 | m as u64)
+                        .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                );
                 let bound = 1.0 / (inp as f32).sqrt();
-                let a: Vec<f32> = (0..spec.r * inp).map(|_| rng.random_range(-bound..bound)).collect();
+                let a: Vec<f32> = (0..spec.r * inp)
+                    .map(|_| rng.random_range(-bound..bound))
+                    .collect();
                 linear.lora = Some(Lora {
                     a: Tensor::from_vec(a, (spec.r, inp), device)?,
                     b: Tensor::zeros((out, spec.r), candle_core::DType::F32, device)?,
@@ -193,14 +221,25 @@ impl Llama {
 
     /// A parameter's current value (NF4 bases dequantised).
     pub fn param(&self, id: ParamId) -> anyhow::Result<Tensor> {
-        let block = |i: usize| self.blocks.get(i).with_context(|| format!("{id}: no block {i}"));
+        let block = |i: usize| {
+            self.blocks
+                .get(i)
+                .with_context(|| format!("{id}: no block {i}"))
+        };
         let lora = |i: usize, m: TargetModule| {
-            block(i)?.proj(m).lora.as_ref().with_context(|| format!("{id}: no adapter on this projection"))
+            block(i)?
+                .proj(m)
+                .lora
+                .as_ref()
+                .with_context(|| format!("{id}: no adapter on this projection"))
         };
         Ok(match id {
             ParamId::Embed => self.embed.clone(),
             ParamId::FinalNorm => self.final_norm.clone(),
-            ParamId::LmHead => self.lm_head.clone().context("lm_head is tied to the embedding")?,
+            ParamId::LmHead => self
+                .lm_head
+                .clone()
+                .context("lm_head is tied to the embedding")?,
             ParamId::AttnNorm(i) => block(i)?.attn_norm.clone(),
             ParamId::MlpNorm(i) => block(i)?.mlp_norm.clone(),
             ParamId::Proj(i, m) => block(i)?.proj(m).weight.dense()?,
@@ -212,7 +251,12 @@ impl Llama {
     /// Replaces a trainable parameter's value (same shape).
     pub fn set_param(&mut self, id: ParamId, value: Tensor) -> anyhow::Result<()> {
         let old = self.param(id)?;
-        ensure!(old.dims() == value.dims(), "{id}: shape {:?} does not match the model's {:?}", value.dims(), old.dims());
+        ensure!(
+            old.dims() == value.dims(),
+            "{id}: shape {:?} does not match the model's {:?}",
+            value.dims(),
+            old.dims()
+        );
         let slot = match id {
             ParamId::Embed => &mut self.embed,
             ParamId::FinalNorm => &mut self.final_norm,
@@ -223,8 +267,20 @@ impl Llama {
                 Weight::Dense(w) => w,
                 Weight::Nf4 { .. } => bail!("{id} is quantised and frozen"),
             },
-            ParamId::LoraA(i, m) => &mut self.blocks[i].proj[m as usize].lora.as_mut().context("no adapter")?.a,
-            ParamId::LoraB(i, m) => &mut self.blocks[i].proj[m as usize].lora.as_mut().context("no adapter")?.b,
+            ParamId::LoraA(i, m) => {
+                &mut self.blocks[i].proj[m as usize]
+                    .lora
+                    .as_mut()
+                    .context("no adapter")?
+                    .a
+            }
+            ParamId::LoraB(i, m) => {
+                &mut self.blocks[i].proj[m as usize]
+                    .lora
+                    .as_mut()
+                    .context("no adapter")?
+                    .b
+            }
         };
         *slot = value;
         Ok(())
@@ -250,20 +306,35 @@ impl Llama {
         checkpointing: bool,
         sink: &mut dyn GradSink,
     ) -> anyhow::Result<MicroLoss> {
-        ensure!(ids.len() == pass.rows() && targets.len() == pass.rows(), "batch shape mismatch");
+        ensure!(
+            ids.len() == pass.rows() && targets.len() == pass.rows(),
+            "batch shape mismatch"
+        );
         let mut x = embedding(ids, &self.embed)?;
         let mut kept = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {
             let (y, saved) = block.forward(&x, pass)?;
-            kept.push(if checkpointing { Kept::Input(x) } else { Kept::Saved(saved) });
+            kept.push(if checkpointing {
+                Kept::Input(x)
+            } else {
+                Kept::Saved(saved)
+            });
             x = y;
         }
         let (h, rstd) = rms_norm(&x, &self.final_norm, self.config.rms_norm_eps)?;
         let loss = lm_head_loss(&h, self.head(), targets, grad_scale, self.train_all)?;
-        let (mut dx, dnorm) = rms_norm_backward(&x, &self.final_norm, &rstd, &loss.dh, self.train_all)?;
+        let (mut dx, dnorm) =
+            rms_norm_backward(&x, &self.final_norm, &rstd, &loss.dh, self.train_all)?;
         if let (Some(dnorm), Some(dhead)) = (dnorm, loss.dw) {
             sink.add(ParamId::FinalNorm, dnorm)?;
-            sink.add(if self.lm_head.is_some() { ParamId::LmHead } else { ParamId::Embed }, dhead)?;
+            sink.add(
+                if self.lm_head.is_some() {
+                    ParamId::LmHead
+                } else {
+                    ParamId::Embed
+                },
+                dhead,
+            )?;
         }
         for (block, k) in self.blocks.iter().zip(kept).rev() {
             let saved = match k {
@@ -273,19 +344,31 @@ impl Llama {
             dx = block.backward(saved, &dx, pass, sink)?;
         }
         if self.train_all {
-            sink.add(ParamId::Embed, embedding_backward(ids, &dx, self.config.vocab_size)?)?;
+            sink.add(
+                ParamId::Embed,
+                embedding_backward(ids, &dx, self.config.vocab_size)?,
+            )?;
         }
-        Ok(MicroLoss { loss_sum: loss.loss_sum, n_targets: loss.n_targets })
+        Ok(MicroLoss {
+            loss_sum: loss.loss_sum,
+            n_targets: loss.n_targets,
+        })
     }
 
     /// Runs `ids` (batch · seq rows) through the model after the cached keys/values, appends this
     /// step's keys/values to `cache`, and returns the logits of each sequence's last row,
     /// (batch, vocab).
-    pub fn forward_cached(&self, ids: &[u32], pass: &Pass, cache: &mut Vec<KeyValues>) -> anyhow::Result<Tensor> {
+    pub fn forward_cached(
+        &self,
+        ids: &[u32],
+        pass: &Pass,
+        cache: &mut Vec<KeyValues>,
+    ) -> anyhow::Result<Tensor> {
         let mut x = embedding(ids, &self.embed)?;
         let fresh = cache.is_empty();
         for (i, block) in self.blocks.iter().enumerate() {
-            let (y, kv) = block.forward_cached(&x, pass, if fresh { None } else { Some(&cache[i]) })?;
+            let (y, kv) =
+                block.forward_cached(&x, pass, if fresh { None } else { Some(&cache[i]) })?;
             if fresh {
                 cache.push(kv);
             } else {
@@ -293,8 +376,15 @@ impl Llama {
             }
             x = y;
         }
-        let last = x.reshape((pass.batch, pass.seq, self.config.hidden_size))?.narrow(1, pass.seq - 1, 1)?.squeeze(1)?;
-        let (h, _) = rms_norm(&last.contiguous()?, &self.final_norm, self.config.rms_norm_eps)?;
+        let last = x
+            .reshape((pass.batch, pass.seq, self.config.hidden_size))?
+            .narrow(1, pass.seq - 1, 1)?
+            .squeeze(1)?;
+        let (h, _) = rms_norm(
+            &last.contiguous()?,
+            &self.final_norm,
+            self.config.rms_norm_eps,
+        )?;
         Ok(h.matmul(&self.head().t()?)?)
     }
 
@@ -305,7 +395,10 @@ impl Llama {
             out.push((ParamId::AttnNorm(b.layer).hf_name(), b.attn_norm.clone()));
             out.push((ParamId::MlpNorm(b.layer).hf_name(), b.mlp_norm.clone()));
             for m in TargetModule::ALL {
-                out.push((ParamId::Proj(b.layer, m).hf_name(), b.proj(m).merged_weight()?));
+                out.push((
+                    ParamId::Proj(b.layer, m).hf_name(),
+                    b.proj(m).merged_weight()?,
+                ));
             }
         }
         out.push((ParamId::FinalNorm.hf_name(), self.final_norm.clone()));

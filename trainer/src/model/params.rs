@@ -44,7 +44,9 @@ impl ParamId {
     /// The tensor's name in a PEFT `adapter_model.safetensors` (LoRA tensors only).
     pub fn peft_name(self) -> Option<String> {
         match self {
-            Self::LoraA(..) | Self::LoraB(..) => Some(format!("base_model.model.{}", self.hf_name())),
+            Self::LoraA(..) | Self::LoraB(..) => {
+                Some(format!("base_model.model.{}", self.hf_name()))
+            }
             _ => None,
         }
     }
@@ -56,7 +58,9 @@ impl ParamId {
         let layer: usize = layer.parse().ok()?;
         let (parent, rest) = rest.split_once('.')?;
         let (module, kind) = rest.split_once('.')?;
-        let target = TargetModule::ALL.into_iter().find(|t| t.name() == module && t.parent() == parent)?;
+        let target = TargetModule::ALL
+            .into_iter()
+            .find(|t| t.name() == module && t.parent() == parent)?;
         match kind {
             "lora_A.weight" => Some(Self::LoraA(layer, target)),
             "lora_B.weight" => Some(Self::LoraB(layer, target)),
@@ -86,7 +90,10 @@ mod tests {
 
     #[test]
     fn peft_names_round_trip() {
-        for id in [ParamId::LoraA(3, TargetModule::QProj), ParamId::LoraB(0, TargetModule::DownProj)] {
+        for id in [
+            ParamId::LoraA(3, TargetModule::QProj),
+            ParamId::LoraB(0, TargetModule::DownProj),
+        ] {
             let name = id.peft_name().unwrap();
             assert_eq!(ParamId::from_peft_name(&name), Some(id));
         }
@@ -94,7 +101,13 @@ mod tests {
             ParamId::LoraA(3, TargetModule::QProj).peft_name().unwrap(),
             "base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight"
         );
-        assert_eq!(ParamId::Proj(1, TargetModule::UpProj).hf_name(), "model.layers.1.mlp.up_proj.weight");
-        assert_eq!(ParamId::from_peft_name("base_model.model.model.layers.0.mlp.q_proj.lora_A.weight"), None);
+        assert_eq!(
+            ParamId::Proj(1, TargetModule::UpProj).hf_name(),
+            "model.layers.1.mlp.up_proj.weight"
+        );
+        assert_eq!(
+            ParamId::from_peft_name("base_model.model.model.layers.0.mlp.q_proj.lora_A.weight"),
+            None
+        );
     }
 }

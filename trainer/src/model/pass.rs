@@ -74,7 +74,12 @@ impl Pass<'_> {
             .enumerate()
             .map(|(b, &s)| {
                 let stream = mix(s ^ ((site.layer as u64) << 8 | module));
-                Ok(dropout(&x.narrow(0, b * self.seq, self.seq)?, p, plan.seed, stream)?)
+                Ok(dropout(
+                    &x.narrow(0, b * self.seq, self.seq)?,
+                    p,
+                    plan.seed,
+                    stream,
+                )?)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Tensor::cat(&parts, 0)?)

@@ -68,9 +68,19 @@ fn parse_step(name: &str) -> Option<u64> {
 }
 
 /// Writes a checkpoint for `state.step` under `root`, then deletes all but the newest `keep`.
-pub fn save(root: &Path, state: &TrainState, params: &FlatParams, moments: &Moments, keep: usize) -> anyhow::Result<PathBuf> {
+pub fn save(
+    root: &Path,
+    state: &TrainState,
+    params: &FlatParams,
+    moments: &Moments,
+    keep: usize,
+) -> anyhow::Result<PathBuf> {
     let final_dir = root.join(dir_name(state.step));
-    let tmp = root.join(format!(".tmp-{}-{}", dir_name(state.step), std::process::id()));
+    let tmp = root.join(format!(
+        ".tmp-{}-{}",
+        dir_name(state.step),
+        std::process::id()
+    ));
     let write = || -> anyhow::Result<()> {
         fs::create_dir_all(&tmp)?;
         let mut named = HashMap::new();
@@ -78,11 +88,27 @@ pub fn save(root: &Path, state: &TrainState, params: &FlatParams, moments: &Mome
         for e in params.entries() {
             let name = e.id.hf_name();
             let range = e.offset..e.offset + e.len;
-            named.insert(name.clone(), Tensor::from_slice(&params.values[range.clone()], e.shape.as_slice(), &Device::Cpu)?);
-            moments_named.insert(format!("{name}.exp_avg"), Tensor::from_slice(&moments.m[range.clone()], e.len, &Device::Cpu)?);
-            moments_named.insert(format!("{name}.exp_avg_sq"), Tensor::from_slice(&moments.v[range], e.len, &Device::Cpu)?);
+            named.insert(
+                name.clone(),
+                Tensor::from_slice(
+                    &params.values[range.clone()],
+                    e.shape.as_slice(),
+                    &Device::Cpu,
+                )?,
+            );
+            moments_named.insert(
+                format!("{name}.exp_avg"),
+                Tensor::from_slice(&moments.m[range.clone()], e.len, &Device::Cpu)?,
+            );
+            moments_named.insert(
+                format!("{name}.exp_avg_sq"),
+                Tensor::from_slice(&moments.v[range], e.len, &Device::Cpu)?,
+            );
         }
-        moments_named.insert("step".into(), Tensor::from_slice(&[moments.step as i64], 1, &Device::Cpu)?);
+        moments_named.insert(
+            "step".into(),
+            Tensor::from_slice(&[moments.step as i64], 1, &Device::Cpu)?,
+        );
         candle_core::safetensors::save(&named, tmp.join(PARAMS_FILE))?;
         candle_core::safetensors::save(&moments_named, tmp.join(OPTIMIZER_FILE))?;
         fs::write(tmp.join(STATE_FILE), serde_json::to_vec_pretty(state)?)?;
@@ -98,7 +124,11 @@ pub fn save(root: &Path, state: &TrainState, params: &FlatParams, moments: &Mome
     };
     if let Err(e) = write() {
         let _ = fs::remove_dir_all(&tmp);
-        return Err(e.context(format!("writing checkpoint {} in {}", dir_name(state.step), root.display())));
+        return Err(e.context(format!(
+            "writing checkpoint {} in {}",
+            dir_name(state.step),
+            root.display()
+        )));
     }
     prune(root, keep)?;
     Ok(final_dir)
@@ -122,11 +152,15 @@ pub fn list(root: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
 
 fn prune(root: &Path, keep: usize) -> anyhow::Result<()> {
     for (_, dir) in list(root)?.into_iter().skip(keep.max(1)) {
-        fs::remove_dir_all(&dir).with_context(|| format!("deleting old checkpoint {}", dir.display()))?;
+        fs::remove_dir_all(&dir)
+            .with_context(|| format!("deleting old checkpoint {}", dir.display()))?;
     }
     for entry in fs::read_dir(root)? {
         let entry = entry?;
-        let stale = entry.file_name().to_str().is_some_and(|n| n.starts_with(".tmp-"));
+        let stale = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(".tmp-"));
         if stale {
             let _ = fs::remove_dir_all(entry.path());
         }
@@ -136,8 +170,13 @@ fn prune(root: &Path, keep: usize) -> anyhow::Result<()> {
 
 fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
     let text = fs::read(dir.join(STATE_FILE)).with_context(|| format!("reading {STATE_FILE}"))?;
-    let state: TrainState = serde_json::from_slice(&text).with_context(|| format!("parsing {STATE_FILE}"))?;
-    ensure!(state.format == FORMAT, "checkpoint format {} is not supported (this build reads {FORMAT})", state.format);
+    let state: TrainState =
+        serde_json::from_slice(&text).with_context(|| format!("parsing {STATE_FILE}"))?;
+    ensure!(
+        state.format == FORMAT,
+        "checkpoint format {} is not supported (this build reads {FORMAT})",
+        state.format
+    );
     for f in [PARAMS_FILE, OPTIMIZER_FILE] {
         ensure!(dir.join(f).is_file(), "{f} is missing");
     }
@@ -149,12 +188,17 @@ fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
 pub fn newest(root: &Path) -> anyhow::Result<Option<Checkpoint>> {
     for (_, dir) in list(root)? {
         match read_state(&dir).and_then(|state| {
-            candle_core::safetensors::load(dir.join(PARAMS_FILE), &Device::Cpu).context("reading params")?;
-            candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), &Device::Cpu).context("reading optimizer state")?;
+            candle_core::safetensors::load(dir.join(PARAMS_FILE), &Device::Cpu)
+                .context("reading params")?;
+            candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), &Device::Cpu)
+                .context("reading optimizer state")?;
             Ok(state)
         }) {
             Ok(state) => return Ok(Some(Checkpoint { dir, state })),
-            Err(e) => tracing::warn!("checkpoint {} is unusable ({e:#}); falling back to an older one", dir.display()),
+            Err(e) => tracing::warn!(
+                "checkpoint {} is unusable ({e:#}); falling back to an older one",
+                dir.display()
+            ),
         }
     }
     Ok(None)
@@ -163,8 +207,10 @@ pub fn newest(root: &Path) -> anyhow::Result<Option<Checkpoint>> {
 /// Loads a checkpoint's parameters into `params` and returns the optimizer moments.
 pub fn restore(ckpt: &Checkpoint, params: &mut FlatParams) -> anyhow::Result<Moments> {
     let ctx = || format!("restoring {}", ckpt.dir.display());
-    let named = candle_core::safetensors::load(ckpt.dir.join(PARAMS_FILE), &Device::Cpu).with_context(ctx)?;
-    let moments = candle_core::safetensors::load(ckpt.dir.join(OPTIMIZER_FILE), &Device::Cpu).with_context(ctx)?;
+    let named = candle_core::safetensors::load(ckpt.dir.join(PARAMS_FILE), &Device::Cpu)
+        .with_context(ctx)?;
+    let moments = candle_core::safetensors::load(ckpt.dir.join(OPTIMIZER_FILE), &Device::Cpu)
+        .with_context(ctx)?;
     if named.len() != params.entries().len() {
         bail!(
             "{}: holds {} trainable tensors but this run trains {} (different mode or LoRA settings?)",
@@ -179,16 +225,30 @@ pub fn restore(ckpt: &Checkpoint, params: &mut FlatParams) -> anyhow::Result<Mom
     for e in entries {
         let name = e.id.hf_name();
         let get = |map: &HashMap<String, Tensor>, key: &str| -> anyhow::Result<Vec<f32>> {
-            let t = map.get(key).with_context(|| format!("{}: no tensor {key}", ckpt.dir.display()))?;
+            let t = map
+                .get(key)
+                .with_context(|| format!("{}: no tensor {key}", ckpt.dir.display()))?;
             Ok(t.flatten_all()?.to_vec1::<f32>()?)
         };
-        params.set_values(e.id, &get(&named, &name)?).with_context(ctx)?;
+        params
+            .set_values(e.id, &get(&named, &name)?)
+            .with_context(ctx)?;
         let range = e.offset..e.offset + e.len;
-        let (em, ev) = (get(&moments, &format!("{name}.exp_avg"))?, get(&moments, &format!("{name}.exp_avg_sq"))?);
-        ensure!(em.len() == e.len && ev.len() == e.len, "{}: optimizer state of {name} has the wrong size", ckpt.dir.display());
+        let (em, ev) = (
+            get(&moments, &format!("{name}.exp_avg"))?,
+            get(&moments, &format!("{name}.exp_avg_sq"))?,
+        );
+        ensure!(
+            em.len() == e.len && ev.len() == e.len,
+            "{}: optimizer state of {name} has the wrong size",
+            ckpt.dir.display()
+        );
         m[range.clone()].copy_from_slice(&em);
         v[range].copy_from_slice(&ev);
     }
-    let step = moments.get("step").context("optimizer state has no step")?.to_vec1::<i64>()?[0] as u64;
+    let step = moments
+        .get("step")
+        .context("optimizer state has no step")?
+        .to_vec1::<i64>()?[0] as u64;
     Ok(Moments { step, m, v })
 }

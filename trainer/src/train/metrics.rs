@@ -42,22 +42,33 @@ impl MetricsLog {
     /// Opens `path` for appending, first dropping any records after `resume_step` (a resumed run
     /// rewrites those steps).
     pub fn open(path: &Path, resume_step: u64) -> anyhow::Result<Self> {
-        let kept = read(path)?.into_iter().filter(|r| r.step <= resume_step).collect::<Vec<_>>();
+        let kept = read(path)?
+            .into_iter()
+            .filter(|r| r.step <= resume_step)
+            .collect::<Vec<_>>();
         let mut text = String::new();
         for r in &kept {
             text.push_str(&serde_json::to_string(r)?);
             text.push('\n');
         }
         fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-        let file = OpenOptions::new().append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
-        Ok(Self { file, path: path.to_path_buf() })
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Appends one record.
     pub fn append(&mut self, record: &StepRecord) -> anyhow::Result<()> {
         let mut line = serde_json::to_string(record)?;
         line.push('\n');
-        self.file.write_all(line.as_bytes()).with_context(|| format!("writing {}", self.path.display()))?;
+        self.file
+            .write_all(line.as_bytes())
+            .with_context(|| format!("writing {}", self.path.display()))?;
         self.file.flush()?;
         Ok(())
     }
@@ -65,14 +76,19 @@ impl MetricsLog {
 
 /// Reads `metrics.jsonl` (empty when absent).
 pub fn read(path: &Path) -> anyhow::Result<Vec<StepRecord>> {
-    let Ok(file) = File::open(path) else { return Ok(vec![]) };
+    let Ok(file) = File::open(path) else {
+        return Ok(vec![]);
+    };
     let mut out = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        out.push(serde_json::from_str(&line).with_context(|| format!("{}:{}: not a step record", path.display(), i + 1))?);
+        out.push(
+            serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not a step record", path.display(), i + 1))?,
+        );
     }
     Ok(out)
 }
@@ -80,5 +96,6 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<StepRecord>> {
 /// Writes `training_duration.json` as the course does.
 pub fn write_duration(path: &Path, seconds: f64) -> anyhow::Result<()> {
     let v = serde_json::json!({ "duration_seconds": seconds, "duration_minutes": seconds / 60.0 });
-    fs::write(path, serde_json::to_vec_pretty(&v)?).with_context(|| format!("writing {}", path.display()))
+    fs::write(path, serde_json::to_vec_pretty(&v)?)
+        .with_context(|| format!("writing {}", path.display()))
 }

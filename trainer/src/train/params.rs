@@ -43,12 +43,22 @@ impl FlatParams {
         for id in model.trainable() {
             let t = model.param(id)?;
             let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            entries.push(Entry { id, shape: t.dims().to_vec(), offset: values.len(), len: data.len() });
+            entries.push(Entry {
+                id,
+                shape: t.dims().to_vec(),
+                offset: values.len(),
+                len: data.len(),
+            });
             values.extend_from_slice(&data);
         }
         let index = entries.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
         let grads = vec![0.0; values.len()];
-        Ok(Self { entries, index, values, grads })
+        Ok(Self {
+            entries,
+            index,
+            values,
+            grads,
+        })
     }
 
     /// The parameters, in buffer order.
@@ -73,14 +83,25 @@ impl FlatParams {
 
     /// Optimizer segments: one per parameter, with its weight-decay flag.
     pub fn segments(&self) -> Vec<Segment> {
-        self.entries.iter().map(|e| Segment { offset: e.offset, len: e.len, decay: e.id.decays() }).collect()
+        self.entries
+            .iter()
+            .map(|e| Segment {
+                offset: e.offset,
+                len: e.len,
+                decay: e.id.decays(),
+            })
+            .collect()
     }
 
     /// Writes the master values back into the model's tensors (after an optimizer step).
     pub fn scatter(&self, model: &mut Llama) -> anyhow::Result<()> {
         let device = model.device().clone();
         for e in &self.entries {
-            let t = Tensor::from_slice(&self.values[e.offset..e.offset + e.len], e.shape.as_slice(), &device)?;
+            let t = Tensor::from_slice(
+                &self.values[e.offset..e.offset + e.len],
+                e.shape.as_slice(),
+                &device,
+            )?;
             model.set_param(e.id, t)?;
         }
         Ok(())
@@ -93,13 +114,22 @@ impl FlatParams {
 
     /// One parameter's master values.
     pub fn values_of(&self, id: ParamId) -> Option<&[f32]> {
-        self.entry(id).map(|e| &self.values[e.offset..e.offset + e.len])
+        self.entry(id)
+            .map(|e| &self.values[e.offset..e.offset + e.len])
     }
 
     /// Overwrites one parameter's master values (e.g. from a checkpoint).
     pub fn set_values(&mut self, id: ParamId, data: &[f32]) -> anyhow::Result<()> {
-        let e = self.entry(id).with_context(|| format!("{id} is not trainable in this run"))?.clone();
-        ensure!(data.len() == e.len, "{id}: {} values, expected {}", data.len(), e.len);
+        let e = self
+            .entry(id)
+            .with_context(|| format!("{id} is not trainable in this run"))?
+            .clone();
+        ensure!(
+            data.len() == e.len,
+            "{id}: {} values, expected {}",
+            data.len(),
+            e.len
+        );
         self.values[e.offset..e.offset + e.len].copy_from_slice(data);
         Ok(())
     }
@@ -107,10 +137,16 @@ impl FlatParams {
 
 impl GradSink for FlatParams {
     fn add(&mut self, id: ParamId, grad: Tensor) -> anyhow::Result<()> {
-        let e = self.entry(id).with_context(|| format!("gradient for {id}, which is not trainable"))?;
+        let e = self
+            .entry(id)
+            .with_context(|| format!("gradient for {id}, which is not trainable"))?;
         let (offset, len) = (e.offset, e.len);
         let data = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        ensure!(data.len() == len, "gradient of {id} has {} elements, expected {len}", data.len());
+        ensure!(
+            data.len() == len,
+            "gradient of {id} has {} elements, expected {len}",
+            data.len()
+        );
         for (g, d) in self.grads[offset..offset + len].iter_mut().zip(&data) {
             *g += d;
         }

@@ -33,9 +33,11 @@ impl Reporter {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total).with_position(first_step);
             bar.set_style(
-                ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{bar:30.cyan/blue} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             bar
         });
@@ -63,7 +65,10 @@ impl Reporter {
         let eta = self.eta(r.step);
         if let Some(bar) = &self.bar {
             bar.set_position(r.step);
-            bar.set_message(format!("loss {:.4}  lr {:.2e}  {:.0} tok/s", r.loss, r.learning_rate, r.tokens_per_second));
+            bar.set_message(format!(
+                "loss {:.4}  lr {:.2e}  {:.0} tok/s",
+                r.loss, r.learning_rate, r.tokens_per_second
+            ));
         }
         if r.step % self.every == 0 || r.step == self.total {
             let secs = self.window_start.elapsed().as_secs_f64().max(1e-9);
