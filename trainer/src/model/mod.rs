@@ -1,10 +1,12 @@
 //! The Llama model: configuration, parameter names, layers with hand-written backward passes,
-//! and the model that trains and generates.
+//! the model that trains and generates, and loading and exporting its weights.
 
 pub mod block;
 pub mod config;
+pub mod export;
 pub mod grads;
 pub mod linear;
 pub mod llama;
+pub mod load;
 pub mod params;
 pub mod pass;

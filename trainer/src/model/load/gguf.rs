@@ -1,0 +1,307 @@
+//! llama.cpp GGUF files: the config from `llama.*` metadata, every tensor dequantised to f32, renamed
+//! to Hugging Face names, with llama.cpp's row permutation of `attn_q` / `attn_k` undone.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use anyhow::Context;
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{Device, Tensor};
+
+use super::{LoadError, expected_tensors, missing_why};
+use crate::model::config::LlamaConfig;
+
+/// Whether the file starts with the GGUF magic.
+pub(super) fn has_magic(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"GGUF"
+}
+
+/// Reads the config and every weight of a llama GGUF.
+pub(super) fn load(
+    path: &Path,
+    device: &Device,
+) -> anyhow::Result<(LlamaConfig, HashMap<String, Tensor>)> {
+    let mut reader =
+        BufReader::new(File::open(path).with_context(|| format!("opening {}", path.display()))?);
+    let content = Content::read(&mut reader)
+        .with_context(|| format!("reading the GGUF header of {}", path.display()))?;
+    let meta = Metadata {
+        content: &content,
+        file: path,
+    };
+    let config = meta.config()?;
+    if content.tensor_infos.contains_key("rope_freqs.weight") {
+        return Err(LoadError::Unsupported {
+            file: path.to_path_buf(),
+            what: "it stores RoPE frequency factors (`rope_freqs.weight`, Llama 3.1+ scaling), which this \
+                   trainer does not read from GGUF: use the Hugging Face checkpoint (model.hub or a model directory)"
+                .to_string(),
+        }
+        .into());
+    }
+    let mut tensors = HashMap::new();
+    for (hf_name, expected) in expected_tensors(&config) {
+        let gguf_name = gguf_name(&hf_name);
+        let info =
+            content
+                .tensor_infos
+                .get(&gguf_name)
+                .ok_or_else(|| LoadError::MissingTensor {
+                    name: gguf_name.clone(),
+                    file: path.to_path_buf(),
+                    why: format!(" (Hugging Face `{hf_name}`){}", missing_why(&hf_name)),
+                })?;
+        if info.shape.dims() != expected.as_slice() {
+            return Err(LoadError::WrongShape {
+                name: gguf_name,
+                file: path.to_path_buf(),
+                shape: info.shape.dims().to_vec(),
+                expected,
+            }
+            .into());
+        }
+        let weight = content
+            .tensor(&mut reader, &gguf_name, &Device::Cpu)
+            .and_then(|q| q.dequantize(&Device::Cpu))
+            .with_context(|| format!("reading tensor `{gguf_name}` of {}", path.display()))?;
+        let weight = if hf_name.ends_with("self_attn.q_proj.weight") {
+            unpermute_rows(&weight, config.num_attention_heads)?
+        } else if hf_name.ends_with("self_attn.k_proj.weight") {
+            unpermute_rows(&weight, config.num_key_value_heads)?
+        } else {
+            weight
+        };
+        tensors.insert(hf_name, weight.to_device(device)?);
+    }
+    Ok((config, tensors))
+}
+
+/// The llama.cpp name of a Hugging Face weight name (as listed by [`expected_tensors`]).
+fn gguf_name(hf_name: &str) -> String {
+    match hf_name {
+        "model.embed_tokens.weight" => return "token_embd.weight".to_string(),
+        "model.norm.weight" => return "output_norm.weight".to_string(),
+        "lm_head.weight" => return "output.weight".to_string(),
+        _ => {}
+    }
+    let rest = hf_name
+        .strip_prefix("model.layers.")
+        .expect("a decoder-layer weight");
+    let (layer, module) = rest.split_once('.').expect("layer index then module");
+    let short = match module {
+        "input_layernorm.weight" => "attn_norm",
+        "self_attn.q_proj.weight" => "attn_q",
+        "self_attn.k_proj.weight" => "attn_k",
+        "self_attn.v_proj.weight" => "attn_v",
+        "self_attn.o_proj.weight" => "attn_output",
+        "post_attention_layernorm.weight" => "ffn_norm",
+        "mlp.gate_proj.weight" => "ffn_gate",
+        "mlp.up_proj.weight" => "ffn_up",
+        "mlp.down_proj.weight" => "ffn_down",
+        other => unreachable!("expected_tensors lists no `{other}`"),
+    };
+    format!("blk.{layer}.{short}.weight")
+}
+
+/// Undoes llama.cpp's conversion-time row order for interleaved RoPE: within each head of `d` rows,
+/// GGUF row `2i + s` holds Hugging Face row `s * d/2 + i` (s = 0, 1).
+fn unpermute_rows(w: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    w.reshape((heads, rows / heads / 2, 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))
+}
+
+/// Typed access to GGUF metadata, with errors naming the file and key.
+struct Metadata<'a> {
+    content: &'a Content,
+    file: &'a Path,
+}
+
+impl Metadata<'_> {
+    fn config(&self) -> anyhow::Result<LlamaConfig> {
+        let arch = self.string("general.architecture")?;
+        if arch != "llama" {
+            return Err(self.unsupported(format!(
+                "architecture `{arch}` is not supported: ferrotune trains Llama-architecture models (`llama`)"
+            )));
+        }
+        if let Some(kind) = self
+            .get("llama.rope.scaling.type")
+            .and_then(|v| v.to_string().ok())
+            && kind != "none"
+        {
+            return Err(self.unsupported(format!(
+                "RoPE scaling `{kind}` is not supported (only unscaled RoPE in GGUF)"
+            )));
+        }
+        let hidden_size = self.usize("llama.embedding_length")?;
+        let num_attention_heads = self.usize("llama.attention.head_count")?;
+        let head_dim = match self.opt_usize("llama.attention.key_length")? {
+            Some(d) => d,
+            None => self
+                .opt_usize("llama.rope.dimension_count")?
+                .unwrap_or(hidden_size / num_attention_heads.max(1)),
+        };
+        if let Some(rope_dim) = self.opt_usize("llama.rope.dimension_count")?
+            && rope_dim != head_dim
+        {
+            return Err(self.unsupported(format!(
+                "partial rotary embeddings (rope dimension {rope_dim}, head dimension {head_dim}) are not supported"
+            )));
+        }
+        let vocab_size = match self.opt_usize("llama.vocab_size")? {
+            Some(v) => v,
+            None => match self.get("tokenizer.ggml.tokens") {
+                Some(Value::Array(tokens)) => tokens.len(),
+                _ => {
+                    return Err(self
+                        .missing(
+                            "llama.vocab_size",
+                            "an integer, or a `tokenizer.ggml.tokens` list",
+                        )
+                        .into());
+                }
+            },
+        };
+        let mut eos_token_ids = Vec::new();
+        for key in [
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.eot_token_id",
+            "tokenizer.ggml.eom_token_id",
+        ] {
+            if let Some(id) = self.opt_usize(key)?
+                && !eos_token_ids.contains(&(id as u32))
+            {
+                eos_token_ids.push(id as u32);
+            }
+        }
+        let config = LlamaConfig {
+            vocab_size,
+            hidden_size,
+            intermediate_size: self.usize("llama.feed_forward_length")?,
+            num_hidden_layers: self.usize("llama.block_count")?,
+            num_attention_heads,
+            num_key_value_heads: self
+                .opt_usize("llama.attention.head_count_kv")?
+                .unwrap_or(num_attention_heads),
+            head_dim,
+            rms_norm_eps: self.float("llama.attention.layer_norm_rms_epsilon")?,
+            rope_theta: match self.get("llama.rope.freq_base") {
+                Some(_) => self.float("llama.rope.freq_base")?,
+                None => 10_000.0,
+            },
+            rope_scaling: None,
+            max_position_embeddings: self.usize("llama.context_length")?,
+            tie_word_embeddings: !self.content.tensor_infos.contains_key("output.weight"),
+            bos_token_id: self
+                .opt_usize("tokenizer.ggml.bos_token_id")?
+                .map(|id| id as u32),
+            eos_token_ids,
+        };
+        config
+            .check()
+            .with_context(|| format!("the llama.* metadata of {}", self.file.display()))?;
+        Ok(config)
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.content.metadata.get(key)
+    }
+
+    fn missing(&self, key: &str, expected: &'static str) -> LoadError {
+        LoadError::MissingMetadata {
+            file: self.file.to_path_buf(),
+            key: key.to_string(),
+            expected,
+        }
+    }
+
+    fn unsupported(&self, what: String) -> anyhow::Error {
+        LoadError::Unsupported {
+            file: self.file.to_path_buf(),
+            what,
+        }
+        .into()
+    }
+
+    fn string(&self, key: &str) -> Result<&str, LoadError> {
+        match self.get(key) {
+            Some(Value::String(s)) => Ok(s),
+            _ => Err(self.missing(key, "a string")),
+        }
+    }
+
+    fn opt_usize(&self, key: &str) -> Result<Option<usize>, LoadError> {
+        let value = match self.get(key) {
+            None => return Ok(None),
+            Some(Value::U8(v)) => Some(*v as u64),
+            Some(Value::U16(v)) => Some(*v as u64),
+            Some(Value::U32(v)) => Some(*v as u64),
+            Some(Value::U64(v)) => Some(*v),
+            Some(Value::I32(v)) => u64::try_from(*v).ok(),
+            Some(Value::I64(v)) => u64::try_from(*v).ok(),
+            Some(_) => None,
+        };
+        value
+            .map(|v| Some(v as usize))
+            .ok_or_else(|| self.missing(key, "a non-negative integer"))
+    }
+
+    fn usize(&self, key: &str) -> Result<usize, LoadError> {
+        self.opt_usize(key)?
+            .ok_or_else(|| self.missing(key, "a non-negative integer"))
+    }
+
+    /// A float; f32 values are read as the shortest decimal that round-trips (1e-5, not 9.99999975e-6),
+    /// as they were written from decimal configs.
+    fn float(&self, key: &str) -> Result<f64, LoadError> {
+        match self.get(key) {
+            Some(Value::F32(v)) => Ok(v.to_string().parse().expect("a formatted f32 parses")),
+            Some(Value::F64(v)) => Ok(*v),
+            _ => Err(self.missing(key, "a float")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpermute_restores_rotate_half_order() {
+        // Two heads of 4 rows; llama.cpp order within a head is (0, 2, 1, 3) of the HF rows.
+        let gguf = Tensor::new(
+            &[[0f32], [2.], [1.], [3.], [4.], [6.], [5.], [7.]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let hf = unpermute_rows(&gguf, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(hf, [0., 1., 2., 3., 4., 5., 6., 7.]);
+    }
+
+    #[test]
+    fn names_map_to_llama_cpp() {
+        assert_eq!(
+            gguf_name("model.layers.12.self_attn.o_proj.weight"),
+            "blk.12.attn_output.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.0.post_attention_layernorm.weight"),
+            "blk.0.ffn_norm.weight"
+        );
+        assert_eq!(gguf_name("lm_head.weight"), "output.weight");
+    }
+}

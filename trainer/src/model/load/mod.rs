@@ -1,0 +1,295 @@
+//! Loading pretrained weights: a GGUF file, a Hugging Face model directory or a Hub repository
+//! becomes a [`LlamaConfig`] and named f32 tensors in Hugging Face layout
+//! (`model.layers.{i}.self_attn.q_proj.weight`, ...), validated against the config.
+
+mod gguf;
+pub mod hub;
+mod safetensors;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use ferrotune_config::ModelConfig;
+
+use super::config::LlamaConfig;
+
+/// Where the pretrained model comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A llama.cpp GGUF file.
+    Gguf(PathBuf),
+    /// A Hugging Face model directory: `config.json` and safetensors weights.
+    HfDir(PathBuf),
+    /// A Hugging Face Hub repository, downloaded into (or read from) the Hub cache.
+    Hub {
+        /// Repository id, `owner/name`.
+        repo: String,
+        /// Branch, tag or commit.
+        revision: String,
+    },
+}
+
+/// The files a loaded model came from, for the loaders that read more of them (the tokenizer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelFiles {
+    /// The GGUF file: its metadata holds the tokenizer and chat template.
+    Gguf(PathBuf),
+    /// The Hugging Face directory (a Hub snapshot for Hub models): `tokenizer.json`,
+    /// `tokenizer_config.json`, `generation_config.json`.
+    HfDir(PathBuf),
+}
+
+/// A pretrained model: its hyper-parameters and every weight, f32, in Hugging Face layout.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// Hyper-parameters.
+    pub config: LlamaConfig,
+    /// Every tensor of [`expected_tensors`], by Hugging Face name.
+    pub tensors: HashMap<String, Tensor>,
+    /// A name for reports: the Hub id, or the file or directory name.
+    pub name: String,
+    /// Where the tokenizer and generation settings are.
+    pub files: ModelFiles,
+}
+
+/// Failures a caller or user can act on, each naming the file or tensor at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `model.path` names nothing.
+    #[error("model path `{0}` does not exist")]
+    PathMissing(PathBuf),
+    /// A file that is not GGUF.
+    #[error(
+        "`{0}` is not a GGUF file (no GGUF magic): model.path must be a .gguf file or a Hugging Face model directory"
+    )]
+    NotGguf(PathBuf),
+    /// A directory that is not a Hugging Face model.
+    #[error(
+        "`{0}` has no config.json: model.path must be a .gguf file or a Hugging Face model directory (config.json + safetensors weights)"
+    )]
+    NoConfigJson(PathBuf),
+    /// A Hugging Face directory without safetensors weights.
+    #[error(
+        "`{0}` has neither model.safetensors nor model.safetensors.index.json (only safetensors weights are supported)"
+    )]
+    NoWeights(PathBuf),
+    /// A shard listed by the index is not there.
+    #[error("`{index}` lists shard `{shard}`, which does not exist")]
+    MissingShard {
+        /// The index file.
+        index: PathBuf,
+        /// The shard's file name.
+        shard: String,
+    },
+    /// An expected weight is absent.
+    #[error("`{file}` has no tensor `{name}`{why}")]
+    MissingTensor {
+        /// Tensor name as stored in the file.
+        name: String,
+        /// The weights file, or the index when sharded.
+        file: PathBuf,
+        /// Extra explanation, empty or starting with ` (` or `: `.
+        why: String,
+    },
+    /// A weight whose shape does not match the config.
+    #[error("tensor `{name}` in `{file}` has shape {shape:?}, but the config implies {expected:?}")]
+    WrongShape {
+        /// Hugging Face name.
+        name: String,
+        /// The file it was read from.
+        file: PathBuf,
+        /// Shape in the file.
+        shape: Vec<usize>,
+        /// Shape implied by the config.
+        expected: Vec<usize>,
+    },
+    /// A weight stored in a type the loader does not convert.
+    #[error("tensor `{name}` in `{file}` is stored as {dtype}; supported: {supported}")]
+    UnsupportedDtype {
+        /// Tensor name.
+        name: String,
+        /// The file it was read from.
+        file: PathBuf,
+        /// Its storage type.
+        dtype: String,
+        /// What is accepted.
+        supported: &'static str,
+    },
+    /// A GGUF whose architecture or features this trainer does not run.
+    #[error("`{file}`: {what}")]
+    Unsupported {
+        /// The model file.
+        file: PathBuf,
+        /// What is unsupported, and what is.
+        what: String,
+    },
+    /// A GGUF without a required metadata key.
+    #[error("`{file}` has no metadata key `{key}` (or it has the wrong type: {expected})")]
+    MissingMetadata {
+        /// The GGUF file.
+        file: PathBuf,
+        /// The key.
+        key: String,
+        /// The expected value type.
+        expected: &'static str,
+    },
+}
+
+impl ModelSource {
+    /// Resolves the `model` block of a config: `path` (expanded) to a GGUF file or Hugging Face
+    /// directory, checked on disk, or `hub` to a Hub repository at `revision`.
+    pub fn from_config(config: &ModelConfig) -> anyhow::Result<Self> {
+        match (&config.path, &config.hub) {
+            (Some(path), None) => {
+                let path = ferrotune_config::paths::expand(path)
+                    .map_err(|e| anyhow::anyhow!("model.path: {e}"))?;
+                Ok(Self::from_path(&path)?)
+            }
+            (None, Some(repo)) => Ok(Self::Hub {
+                repo: repo.clone(),
+                revision: config.revision.clone(),
+            }),
+            _ => anyhow::bail!(
+                "model: set exactly one of `path` (a .gguf file or model directory) or `hub` (a repo id)"
+            ),
+        }
+    }
+
+    /// A local model: a directory must hold `config.json`, a file must be GGUF.
+    pub fn from_path(path: &Path) -> Result<Self, LoadError> {
+        if path.is_dir() {
+            if !path.join("config.json").is_file() {
+                return Err(LoadError::NoConfigJson(path.to_path_buf()));
+            }
+            Ok(Self::HfDir(path.to_path_buf()))
+        } else if path.is_file() {
+            if !gguf::has_magic(path) {
+                return Err(LoadError::NotGguf(path.to_path_buf()));
+            }
+            Ok(Self::Gguf(path.to_path_buf()))
+        } else {
+            Err(LoadError::PathMissing(path.to_path_buf()))
+        }
+    }
+
+    /// The name reports use when the config gives none: the Hub id, or the file or directory name.
+    pub fn default_name(&self) -> String {
+        match self {
+            Self::Hub { repo, .. } => repo.clone(),
+            Self::Gguf(path) | Self::HfDir(path) => path
+                .canonicalize()
+                .unwrap_or_else(|_| path.clone())
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string()),
+        }
+    }
+}
+
+/// Loads a model's config and weights onto `device`, as f32 in Hugging Face layout.
+pub fn load(source: &ModelSource, device: &Device) -> anyhow::Result<LoadedModel> {
+    let (config, tensors, files) = match source {
+        ModelSource::Gguf(path) => {
+            ModelSource::from_path(path)?;
+            let (config, tensors) = gguf::load(path, device)?;
+            (config, tensors, ModelFiles::Gguf(path.clone()))
+        }
+        ModelSource::HfDir(dir) => {
+            ModelSource::from_path(dir)?;
+            let (config, tensors) = safetensors::load(dir, device)?;
+            (config, tensors, ModelFiles::HfDir(dir.clone()))
+        }
+        ModelSource::Hub { repo, revision } => {
+            let dir = hub::fetch(repo, revision, &hub::HubOptions::from_env())?;
+            let (config, tensors) = safetensors::load(&dir, device)?;
+            (config, tensors, ModelFiles::HfDir(dir))
+        }
+    };
+    Ok(LoadedModel {
+        config,
+        tensors,
+        name: source.default_name(),
+        files,
+    })
+}
+
+/// Every weight a Llama model of this config has, by Hugging Face name, with its shape
+/// (`[out, in]` for projections). `lm_head.weight` is listed only when embeddings are untied.
+pub fn expected_tensors(config: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
+    let h = config.hidden_size;
+    let q = config.num_attention_heads * config.head_dim;
+    let kv = config.num_key_value_heads * config.head_dim;
+    let ff = config.intermediate_size;
+    let mut out = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![config.vocab_size, h],
+    )];
+    for i in 0..config.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        out.extend([
+            (format!("{p}.input_layernorm.weight"), vec![h]),
+            (format!("{p}.self_attn.q_proj.weight"), vec![q, h]),
+            (format!("{p}.self_attn.k_proj.weight"), vec![kv, h]),
+            (format!("{p}.self_attn.v_proj.weight"), vec![kv, h]),
+            (format!("{p}.self_attn.o_proj.weight"), vec![h, q]),
+            (format!("{p}.post_attention_layernorm.weight"), vec![h]),
+            (format!("{p}.mlp.gate_proj.weight"), vec![ff, h]),
+            (format!("{p}.mlp.up_proj.weight"), vec![ff, h]),
+            (format!("{p}.mlp.down_proj.weight"), vec![h, ff]),
+        ]);
+    }
+    out.push(("model.norm.weight".to_string(), vec![h]));
+    if !config.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![config.vocab_size, h]));
+    }
+    out
+}
+
+/// Explanation for a missing `lm_head.weight`.
+fn missing_why(name: &str) -> String {
+    if name == "lm_head.weight" {
+        ": tie_word_embeddings is false, so the output projection must be stored".to_string()
+    } else {
+        String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_tensors_follow_the_config() {
+        let cfg = LlamaConfig {
+            vocab_size: 10,
+            hidden_size: 8,
+            intermediate_size: 12,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 4,
+            rms_norm_eps: 1e-5,
+            rope_theta: 1e4,
+            rope_scaling: None,
+            max_position_embeddings: 32,
+            tie_word_embeddings: true,
+            bos_token_id: None,
+            eos_token_ids: vec![],
+        };
+        let tied: HashMap<_, _> = expected_tensors(&cfg).into_iter().collect();
+        assert_eq!(tied.len(), 1 + 2 * 9 + 1);
+        assert_eq!(tied["model.layers.1.self_attn.k_proj.weight"], vec![8, 8]);
+        assert_eq!(tied["model.layers.0.self_attn.o_proj.weight"], vec![8, 16]);
+        assert_eq!(tied["model.layers.0.mlp.down_proj.weight"], vec![8, 12]);
+        assert!(!tied.contains_key("lm_head.weight"));
+        let untied = expected_tensors(&LlamaConfig {
+            tie_word_embeddings: false,
+            ..cfg
+        });
+        assert_eq!(
+            untied.last().unwrap(),
+            &("lm_head.weight".to_string(), vec![10, 8])
+        );
+    }
+}
