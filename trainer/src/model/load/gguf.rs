@@ -144,11 +144,16 @@ impl Metadata<'_> {
         }
         let hidden_size = self.usize("llama.embedding_length")?;
         let num_attention_heads = self.usize("llama.attention.head_count")?;
+        if num_attention_heads == 0 {
+            return Err(self.unsupported(
+                "llama.attention.head_count is 0; a model needs at least one head".into(),
+            ));
+        }
         let head_dim = match self.opt_usize("llama.attention.key_length")? {
             Some(d) => d,
             None => self
                 .opt_usize("llama.rope.dimension_count")?
-                .unwrap_or(hidden_size / num_attention_heads.max(1)),
+                .unwrap_or(hidden_size / num_attention_heads),
         };
         if let Some(rope_dim) = self.opt_usize("llama.rope.dimension_count")?
             && rope_dim != head_dim

@@ -191,12 +191,19 @@ impl ModelSource {
 pub fn load(source: &ModelSource, device: &Device) -> anyhow::Result<LoadedModel> {
     let (config, tensors, files) = match source {
         ModelSource::Gguf(path) => {
-            ModelSource::from_path(path)?;
+            if !path.exists() {
+                return Err(LoadError::PathMissing(path.clone()).into());
+            }
+            if !gguf::has_magic(path) {
+                return Err(LoadError::NotGguf(path.clone()).into());
+            }
             let (config, tensors) = gguf::load(path, device)?;
             (config, tensors, ModelFiles::Gguf(path.clone()))
         }
         ModelSource::HfDir(dir) => {
-            ModelSource::from_path(dir)?;
+            if !dir.exists() {
+                return Err(LoadError::PathMissing(dir.clone()).into());
+            }
             let (config, tensors) = safetensors::load(dir, device)?;
             (config, tensors, ModelFiles::HfDir(dir.clone()))
         }
