@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use ferrotune::model::config::LlamaConfig;
 use ferrotune::model::export::{
-    AdapterSpec, ExportDtype, LoraPart, hf_module_name, peft_lora_name, write_hf_model,
-    write_hf_model_sharded, write_peft_adapter, write_safetensors,
+    AdapterSpec, ExportDtype, write_hf_model, write_hf_model_sharded, write_peft_adapter,
+    write_safetensors,
 };
 use ferrotune::model::load::{LoadedModel, ModelSource, load};
+use ferrotune::model::params::ParamId;
 use ferrotune_config::TargetModule;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -256,18 +257,17 @@ fn adapter(config: &LlamaConfig, r: usize, seed: u64) -> Vec<(String, Tensor)> {
     let mut out = Vec::new();
     for layer in 0..config.num_hidden_layers {
         for target in [TargetModule::QProj, TargetModule::VProj] {
-            let module = hf_module_name(layer, target);
             let rows = if target == TargetModule::QProj {
                 config.num_attention_heads
             } else {
                 config.num_key_value_heads
             };
             out.push((
-                peft_lora_name(&module, LoraPart::A),
+                ParamId::LoraA(layer, target).peft_name().unwrap(),
                 random(&mut rng, (r, config.hidden_size)),
             ));
             out.push((
-                peft_lora_name(&module, LoraPart::B),
+                ParamId::LoraB(layer, target).peft_name().unwrap(),
                 random(&mut rng, (rows * config.head_dim, r)),
             ));
         }
@@ -280,7 +280,7 @@ fn spec(r: usize) -> AdapterSpec {
         r,
         alpha: 8.0,
         dropout: 0.1,
-        target_modules: vec!["v_proj".into(), "q_proj".into()],
+        target_modules: vec![TargetModule::VProj, TargetModule::QProj],
         base_model_name_or_path: tiny_dir().canonicalize().unwrap().display().to_string(),
     }
 }
@@ -362,7 +362,7 @@ fn peft_adapter_rejects_inconsistent_tensors() {
     let msg = err(
         &adapter(&config, 4, 1),
         &AdapterSpec {
-            target_modules: vec!["q_proj".into()],
+            target_modules: vec![TargetModule::QProj],
             ..spec(4)
         },
     );

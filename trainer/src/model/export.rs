@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::config::LlamaConfig;
 use super::load::expected_tensors;
+use super::params::ParamId;
 
 /// Precision of exported weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,10 +163,11 @@ fn model_tensors(
         );
     }
     if config.tie_word_embeddings {
-        given.remove("lm_head.weight");
+        given.remove(ParamId::LmHead.hf_name().as_str());
     }
     let mut out = Vec::new();
-    for (name, shape) in expected_tensors(config) {
+    for (id, shape) in expected_tensors(config) {
+        let name = id.hf_name();
         let t = given
             .remove(name.as_str())
             .with_context(|| format!("the model to export has no tensor `{name}`"))?;
@@ -224,88 +226,68 @@ pub struct AdapterSpec {
     pub alpha: f64,
     /// Dropout on the adapter input during training.
     pub dropout: f64,
-    /// Module names carrying adapters (`q_proj`, `v_proj`, ...).
-    pub target_modules: Vec<String>,
+    /// Projections carrying adapters.
+    pub target_modules: Vec<TargetModule>,
     /// The base model: a Hub id or a path.
     pub base_model_name_or_path: String,
 }
 
-/// Which of a LoRA pair's matrices: `A` is `[r, in]`, `B` is `[out, r]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LoraPart {
-    /// The down projection, `[r, in]`.
-    A,
-    /// The up projection, `[out, r]`.
-    B,
-}
-
-/// The Hugging Face module path of a projection: `model.layers.{layer}.self_attn.q_proj`.
-pub fn hf_module_name(layer: usize, target: TargetModule) -> String {
-    format!("model.layers.{layer}.{}.{}", target.parent(), target.name())
-}
-
-/// PEFT's saved name of a LoRA matrix on a Hugging Face module:
-/// `model.layers.0.self_attn.q_proj` → `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`.
-pub fn peft_lora_name(module: &str, part: LoraPart) -> String {
-    let part = match part {
-        LoraPart::A => "lora_A",
-        LoraPart::B => "lora_B",
-    };
-    format!("base_model.model.{module}.{part}.weight")
-}
-
-/// The Hugging Face module and matrix of a PEFT LoRA tensor name (the inverse of [`peft_lora_name`]).
-pub fn parse_peft_lora_name(name: &str) -> Option<(&str, LoraPart)> {
-    let rest = name
-        .strip_prefix("base_model.model.")?
-        .strip_suffix(".weight")?;
-    if let Some(module) = rest.strip_suffix(".lora_A") {
-        Some((module, LoraPart::A))
-    } else {
-        rest.strip_suffix(".lora_B")
-            .map(|module| (module, LoraPart::B))
-    }
-}
-
 /// Writes a PEFT LoRA adapter directory that `peft.PeftModel.from_pretrained(base, dir)` loads:
-/// `adapter_config.json` and `adapter_model.safetensors` (f32). `tensors` are named as
-/// [`peft_lora_name`] makes them; every module needs both matrices, with rank `spec.r`, and must be
-/// one of `spec.target_modules`.
+/// `adapter_config.json` and `adapter_model.safetensors` (f32). `tensors` carry PEFT's names
+/// ([`ParamId::peft_name`]); every adapted projection needs its A `[r, in]` and B `[out, r]`, and must
+/// be one of `spec.target_modules`.
 pub fn write_peft_adapter(
     dir: &Path,
     tensors: &[(String, Tensor)],
     spec: &AdapterSpec,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(spec.r > 0, "LoRA rank r must be positive");
-    let targets: BTreeSet<&str> = spec.target_modules.iter().map(String::as_str).collect();
-    let mut parts: BTreeMap<&str, Vec<LoraPart>> = BTreeMap::new();
+    // (layer, module) → how many A and B matrices were given.
+    let mut pairs: BTreeMap<(usize, TargetModule), (usize, usize)> = BTreeMap::new();
     for (name, t) in tensors {
-        let (module, part) = parse_peft_lora_name(name).with_context(|| {
-            format!("`{name}` is not a PEFT LoRA tensor name (base_model.model.<module>.lora_A.weight or lora_B)")
-        })?;
-        let leaf = module.rsplit('.').next().unwrap_or(module);
+        let not_lora = || {
+            format!(
+                "`{name}` is not a PEFT LoRA tensor name \
+                 (base_model.model.model.layers.<i>.<self_attn|mlp>.<module>.lora_<A|B>.weight)"
+            )
+        };
+        let (layer, module, is_a) = match ParamId::from_peft_name(name).with_context(not_lora)? {
+            ParamId::LoraA(layer, m) => (layer, m, true),
+            ParamId::LoraB(layer, m) => (layer, m, false),
+            _ => anyhow::bail!(not_lora()),
+        };
         anyhow::ensure!(
-            targets.contains(leaf),
-            "`{name}` adapts `{leaf}`, which is not in target_modules {targets:?}"
+            spec.target_modules.contains(&module),
+            "`{name}` adapts `{}`, which is not in target_modules {:?}",
+            module.name(),
+            spec.target_modules
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
         );
         let (rows, cols) = t
             .dims2()
             .with_context(|| format!("LoRA tensor `{name}` must be a matrix"))?;
-        let rank = match part {
-            LoraPart::A => rows,
-            LoraPart::B => cols,
-        };
+        let rank = if is_a { rows } else { cols };
         anyhow::ensure!(
             rank == spec.r,
             "LoRA tensor `{name}` has shape [{rows}, {cols}], which is not rank r = {}",
             spec.r
         );
-        parts.entry(module).or_default().push(part);
+        let counts = pairs.entry((layer, module)).or_default();
+        if is_a {
+            counts.0 += 1;
+        } else {
+            counts.1 += 1;
+        }
     }
-    for (module, have) in &parts {
+    for ((layer, module), counts) in &pairs {
         anyhow::ensure!(
-            have.len() == 2 && have.contains(&LoraPart::A) && have.contains(&LoraPart::B),
-            "module `{module}` needs exactly one lora_A and one lora_B"
+            *counts == (1, 1),
+            "`{}` needs exactly one lora_A and one lora_B (got {} and {})",
+            ParamId::Proj(*layer, *module),
+            counts.0,
+            counts.1
         );
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -320,7 +302,7 @@ pub fn write_peft_adapter(
 
 /// `adapter_config.json` with the fields PEFT 0.21 writes for a LoRA adapter on a causal LM.
 fn adapter_config(spec: &AdapterSpec) -> serde_json::Value {
-    let targets: BTreeSet<&str> = spec.target_modules.iter().map(String::as_str).collect();
+    let targets: BTreeSet<&str> = spec.target_modules.iter().map(|m| m.name()).collect();
     let alpha = if spec.alpha.fract() == 0.0 && spec.alpha.abs() < 1e15 {
         json!(spec.alpha as i64)
     } else {
@@ -413,30 +395,6 @@ fn write_atomic(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn peft_names_round_trip() {
-        let module = hf_module_name(3, TargetModule::DownProj);
-        assert_eq!(module, "model.layers.3.mlp.down_proj");
-        let a = peft_lora_name(&module, LoraPart::A);
-        assert_eq!(
-            a,
-            "base_model.model.model.layers.3.mlp.down_proj.lora_A.weight"
-        );
-        assert_eq!(
-            parse_peft_lora_name(&a),
-            Some((module.as_str(), LoraPart::A))
-        );
-        let b = peft_lora_name(&module, LoraPart::B);
-        assert_eq!(
-            parse_peft_lora_name(&b),
-            Some((module.as_str(), LoraPart::B))
-        );
-        assert_eq!(
-            parse_peft_lora_name("model.layers.3.mlp.down_proj.weight"),
-            None
-        );
-    }
 
     #[test]
     fn failed_writes_leave_no_file() {

@@ -9,9 +9,11 @@ use std::path::Path;
 use anyhow::Context;
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
+use ferrotune_config::TargetModule;
 
 use super::{LoadError, expected_tensors, missing_why};
 use crate::model::config::LlamaConfig;
+use crate::model::params::ParamId;
 
 /// Whether the file starts with the GGUF magic.
 pub(super) fn has_magic(path: &Path) -> bool {
@@ -46,20 +48,19 @@ pub(super) fn load(
         .into());
     }
     let mut tensors = HashMap::new();
-    for (hf_name, expected) in expected_tensors(&config) {
-        let gguf_name = gguf_name(&hf_name);
-        let info =
-            content
-                .tensor_infos
-                .get(&gguf_name)
-                .ok_or_else(|| LoadError::MissingTensor {
-                    name: gguf_name.clone(),
-                    file: path.to_path_buf(),
-                    why: format!(" (Hugging Face `{hf_name}`){}", missing_why(&hf_name)),
-                })?;
+    for (id, expected) in expected_tensors(&config) {
+        let name = gguf_name(id);
+        let info = content
+            .tensor_infos
+            .get(&name)
+            .ok_or_else(|| LoadError::MissingTensor {
+                name: name.clone(),
+                file: path.to_path_buf(),
+                why: format!(" (Hugging Face `{id}`){}", missing_why(id)),
+            })?;
         if info.shape.dims() != expected.as_slice() {
             return Err(LoadError::WrongShape {
-                name: gguf_name,
+                name,
                 file: path.to_path_buf(),
                 shape: info.shape.dims().to_vec(),
                 expected,
@@ -67,46 +68,48 @@ pub(super) fn load(
             .into());
         }
         let weight = content
-            .tensor(&mut reader, &gguf_name, &Device::Cpu)
+            .tensor(&mut reader, &name, &Device::Cpu)
             .and_then(|q| q.dequantize(&Device::Cpu))
-            .with_context(|| format!("reading tensor `{gguf_name}` of {}", path.display()))?;
-        let weight = if hf_name.ends_with("self_attn.q_proj.weight") {
-            unpermute_rows(&weight, config.num_attention_heads)?
-        } else if hf_name.ends_with("self_attn.k_proj.weight") {
-            unpermute_rows(&weight, config.num_key_value_heads)?
-        } else {
-            weight
+            .with_context(|| format!("reading tensor `{name}` of {}", path.display()))?;
+        let weight = match id {
+            ParamId::Proj(_, TargetModule::QProj) => {
+                unpermute_rows(&weight, config.num_attention_heads)?
+            }
+            ParamId::Proj(_, TargetModule::KProj) => {
+                unpermute_rows(&weight, config.num_key_value_heads)?
+            }
+            _ => weight,
         };
-        tensors.insert(hf_name, weight.to_device(device)?);
+        tensors.insert(id.hf_name(), weight.to_device(device)?);
     }
     Ok((config, tensors))
 }
 
-/// The llama.cpp name of a Hugging Face weight name (as listed by [`expected_tensors`]).
-fn gguf_name(hf_name: &str) -> String {
-    match hf_name {
-        "model.embed_tokens.weight" => return "token_embd.weight".to_string(),
-        "model.norm.weight" => return "output_norm.weight".to_string(),
-        "lm_head.weight" => return "output.weight".to_string(),
-        _ => {}
+/// The llama.cpp name of a weight.
+fn gguf_name(id: ParamId) -> String {
+    let block = |layer: usize, short: &str| format!("blk.{layer}.{short}.weight");
+    match id {
+        ParamId::Embed => "token_embd.weight".to_string(),
+        ParamId::FinalNorm => "output_norm.weight".to_string(),
+        ParamId::LmHead => "output.weight".to_string(),
+        ParamId::AttnNorm(layer) => block(layer, "attn_norm"),
+        ParamId::MlpNorm(layer) => block(layer, "ffn_norm"),
+        ParamId::Proj(layer, m) => block(
+            layer,
+            match m {
+                TargetModule::QProj => "attn_q",
+                TargetModule::KProj => "attn_k",
+                TargetModule::VProj => "attn_v",
+                TargetModule::OProj => "attn_output",
+                TargetModule::GateProj => "ffn_gate",
+                TargetModule::UpProj => "ffn_up",
+                TargetModule::DownProj => "ffn_down",
+            },
+        ),
+        ParamId::LoraA(..) | ParamId::LoraB(..) => {
+            unreachable!("expected_tensors lists base weights only")
+        }
     }
-    let rest = hf_name
-        .strip_prefix("model.layers.")
-        .expect("a decoder-layer weight");
-    let (layer, module) = rest.split_once('.').expect("layer index then module");
-    let short = match module {
-        "input_layernorm.weight" => "attn_norm",
-        "self_attn.q_proj.weight" => "attn_q",
-        "self_attn.k_proj.weight" => "attn_k",
-        "self_attn.v_proj.weight" => "attn_v",
-        "self_attn.o_proj.weight" => "attn_output",
-        "post_attention_layernorm.weight" => "ffn_norm",
-        "mlp.gate_proj.weight" => "ffn_gate",
-        "mlp.up_proj.weight" => "ffn_up",
-        "mlp.down_proj.weight" => "ffn_down",
-        other => unreachable!("expected_tensors lists no `{other}`"),
-    };
-    format!("blk.{layer}.{short}.weight")
 }
 
 /// Undoes llama.cpp's conversion-time row order for interleaved RoPE: within each head of `d` rows,
@@ -300,13 +303,10 @@ mod tests {
     #[test]
     fn names_map_to_llama_cpp() {
         assert_eq!(
-            gguf_name("model.layers.12.self_attn.o_proj.weight"),
+            gguf_name(ParamId::Proj(12, TargetModule::OProj)),
             "blk.12.attn_output.weight"
         );
-        assert_eq!(
-            gguf_name("model.layers.0.post_attention_layernorm.weight"),
-            "blk.0.ffn_norm.weight"
-        );
-        assert_eq!(gguf_name("lm_head.weight"), "output.weight");
+        assert_eq!(gguf_name(ParamId::MlpNorm(0)), "blk.0.ffn_norm.weight");
+        assert_eq!(gguf_name(ParamId::LmHead), "output.weight");
     }
 }

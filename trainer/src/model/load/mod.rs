@@ -10,9 +10,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use ferrotune_config::ModelConfig;
+use ferrotune_config::{ModelConfig, TargetModule};
 
 use super::config::LlamaConfig;
+use super::params::ParamId;
 
 /// Where the pretrained model comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +46,7 @@ pub enum ModelFiles {
 pub struct LoadedModel {
     /// Hyper-parameters.
     pub config: LlamaConfig,
-    /// Every tensor of [`expected_tensors`], by Hugging Face name.
+    /// Every tensor of [`expected_tensors`], by Hugging Face name ([`ParamId::hf_name`]).
     pub tensors: HashMap<String, Tensor>,
     /// A name for reports: the Hub id, or the file or directory name.
     pub name: String,
@@ -221,41 +222,43 @@ pub fn load(source: &ModelSource, device: &Device) -> anyhow::Result<LoadedModel
     })
 }
 
-/// Every weight a Llama model of this config has, by Hugging Face name, with its shape
-/// (`[out, in]` for projections). `lm_head.weight` is listed only when embeddings are untied.
-pub fn expected_tensors(config: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
+/// Every weight a Llama model of this config has, with its shape (`[out, in]` for projections),
+/// in checkpoint order. [`ParamId::LmHead`] is listed only when embeddings are untied.
+pub fn expected_tensors(config: &LlamaConfig) -> Vec<(ParamId, Vec<usize>)> {
     let h = config.hidden_size;
-    let q = config.num_attention_heads * config.head_dim;
-    let kv = config.num_key_value_heads * config.head_dim;
-    let ff = config.intermediate_size;
-    let mut out = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![config.vocab_size, h],
-    )];
-    for i in 0..config.num_hidden_layers {
-        let p = format!("model.layers.{i}");
-        out.extend([
-            (format!("{p}.input_layernorm.weight"), vec![h]),
-            (format!("{p}.self_attn.q_proj.weight"), vec![q, h]),
-            (format!("{p}.self_attn.k_proj.weight"), vec![kv, h]),
-            (format!("{p}.self_attn.v_proj.weight"), vec![kv, h]),
-            (format!("{p}.self_attn.o_proj.weight"), vec![h, q]),
-            (format!("{p}.post_attention_layernorm.weight"), vec![h]),
-            (format!("{p}.mlp.gate_proj.weight"), vec![ff, h]),
-            (format!("{p}.mlp.up_proj.weight"), vec![ff, h]),
-            (format!("{p}.mlp.down_proj.weight"), vec![h, ff]),
-        ]);
+    let mut out = vec![(ParamId::Embed, vec![config.vocab_size, h])];
+    for layer in 0..config.num_hidden_layers {
+        out.push((ParamId::AttnNorm(layer), vec![h]));
+        for m in TargetModule::ALL {
+            out.push((ParamId::Proj(layer, m), projection_shape(config, m)));
+        }
+        out.push((ParamId::MlpNorm(layer), vec![h]));
     }
-    out.push(("model.norm.weight".to_string(), vec![h]));
+    out.push((ParamId::FinalNorm, vec![h]));
     if !config.tie_word_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![config.vocab_size, h]));
+        out.push((ParamId::LmHead, vec![config.vocab_size, h]));
     }
     out
 }
 
-/// Explanation for a missing `lm_head.weight`.
-fn missing_why(name: &str) -> String {
-    if name == "lm_head.weight" {
+/// `[out, in]` of a projection's weight.
+fn projection_shape(config: &LlamaConfig, m: TargetModule) -> Vec<usize> {
+    let h = config.hidden_size;
+    let q = config.num_attention_heads * config.head_dim;
+    let kv = config.num_key_value_heads * config.head_dim;
+    let ff = config.intermediate_size;
+    match m {
+        TargetModule::QProj => vec![q, h],
+        TargetModule::KProj | TargetModule::VProj => vec![kv, h],
+        TargetModule::OProj => vec![h, q],
+        TargetModule::GateProj | TargetModule::UpProj => vec![ff, h],
+        TargetModule::DownProj => vec![h, ff],
+    }
+}
+
+/// Explanation for a missing weight.
+fn missing_why(id: ParamId) -> String {
+    if id == ParamId::LmHead {
         ": tie_word_embeddings is false, so the output projection must be stored".to_string()
     } else {
         String::new()
@@ -286,17 +289,14 @@ mod tests {
         };
         let tied: HashMap<_, _> = expected_tensors(&cfg).into_iter().collect();
         assert_eq!(tied.len(), 1 + 2 * 9 + 1);
-        assert_eq!(tied["model.layers.1.self_attn.k_proj.weight"], vec![8, 8]);
-        assert_eq!(tied["model.layers.0.self_attn.o_proj.weight"], vec![8, 16]);
-        assert_eq!(tied["model.layers.0.mlp.down_proj.weight"], vec![8, 12]);
-        assert!(!tied.contains_key("lm_head.weight"));
+        assert_eq!(tied[&ParamId::Proj(1, TargetModule::KProj)], vec![8, 8]);
+        assert_eq!(tied[&ParamId::Proj(0, TargetModule::OProj)], vec![8, 16]);
+        assert_eq!(tied[&ParamId::Proj(0, TargetModule::DownProj)], vec![8, 12]);
+        assert!(!tied.contains_key(&ParamId::LmHead));
         let untied = expected_tensors(&LlamaConfig {
             tie_word_embeddings: false,
             ..cfg
         });
-        assert_eq!(
-            untied.last().unwrap(),
-            &("lm_head.weight".to_string(), vec![10, 8])
-        );
+        assert_eq!(untied.last().unwrap(), &(ParamId::LmHead, vec![10, 8]));
     }
 }

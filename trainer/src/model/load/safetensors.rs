@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::{LoadError, expected_tensors, missing_why};
 use crate::model::config::LlamaConfig;
+use crate::model::params::ParamId;
 
 /// File name of an unsharded checkpoint.
 pub(crate) const SINGLE_FILE: &str = "model.safetensors";
@@ -33,11 +34,9 @@ pub(super) fn load(
         LlamaConfig::from_hf_json(&text).with_context(|| format!("{}", config_path.display()))?;
     let checkpoint = Checkpoint::open(dir)?;
     let mut tensors = HashMap::new();
-    for (name, expected) in expected_tensors(&config) {
-        tensors.insert(
-            name.clone(),
-            checkpoint.tensor(&name, &expected)?.to_device(device)?,
-        );
+    for (id, expected) in expected_tensors(&config) {
+        let tensor = checkpoint.tensor(id, &expected)?.to_device(device)?;
+        tensors.insert(id.hf_name(), tensor);
     }
     Ok((config, tensors))
 }
@@ -114,11 +113,13 @@ impl Checkpoint {
     }
 
     /// One tensor as f32 on the CPU, checked against its expected shape.
-    fn tensor(&self, name: &str, expected: &[usize]) -> anyhow::Result<Tensor> {
+    fn tensor(&self, id: ParamId, expected: &[usize]) -> anyhow::Result<Tensor> {
+        let name = id.hf_name();
+        let name = name.as_str();
         let missing = || LoadError::MissingTensor {
             name: name.to_string(),
             file: self.origin.clone(),
-            why: missing_why(name),
+            why: missing_why(id),
         };
         let (path, st) = &self.files[*self.routing.get(name).ok_or_else(missing)?];
         let view = st
