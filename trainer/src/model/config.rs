@@ -85,7 +85,10 @@ impl LlamaConfig {
     pub fn from_hf_json(text: &str) -> anyhow::Result<Self> {
         let hf: HfConfig = serde_json::from_str(text)?;
         if let Some(t) = &hf.model_type {
-            anyhow::ensure!(t == "llama", "model_type `{t}` is not supported: ferrotune trains Llama-architecture models");
+            anyhow::ensure!(
+                t == "llama",
+                "model_type `{t}` is not supported: ferrotune trains Llama-architecture models"
+            );
         }
         // transformers 5 folds rope_theta and rope_scaling into rope_parameters.
         let rope = hf.rope_parameters.as_ref().or(hf.rope_scaling.as_ref());
@@ -96,13 +99,23 @@ impl LlamaConfig {
         let rope_scaling = match rope {
             Some(v) if rope_type(v) == Some("llama3") => Some(serde_json::from_value(v.clone())?),
             Some(v) if matches!(rope_type(v), None | Some("default")) => None,
-            Some(v) => anyhow::bail!("rope type `{}` is not supported (default and llama3 are)", rope_type(v).unwrap_or("?")),
+            Some(v) => anyhow::bail!(
+                "rope type `{}` is not supported (default and llama3 are)",
+                rope_type(v).unwrap_or("?")
+            ),
             None => None,
         };
         let eos_token_ids = match hf.eos_token_id {
             None | Some(serde_json::Value::Null) => vec![],
-            Some(serde_json::Value::Array(ids)) => ids.iter().filter_map(|v| v.as_u64().map(|v| v as u32)).collect(),
-            Some(v) => vec![v.as_u64().ok_or_else(|| anyhow::anyhow!("eos_token_id must be an integer or a list"))? as u32],
+            Some(serde_json::Value::Array(ids)) => ids
+                .iter()
+                .filter_map(|v| v.as_u64().map(|v| v as u32))
+                .collect(),
+            Some(v) => vec![
+                v.as_u64()
+                    .ok_or_else(|| anyhow::anyhow!("eos_token_id must be an integer or a list"))?
+                    as u32,
+            ],
         };
         let cfg = Self {
             vocab_size: hf.vocab_size,
@@ -111,7 +124,9 @@ impl LlamaConfig {
             num_hidden_layers: hf.num_hidden_layers,
             num_attention_heads: hf.num_attention_heads,
             num_key_value_heads: hf.num_key_value_heads.unwrap_or(hf.num_attention_heads),
-            head_dim: hf.head_dim.unwrap_or(hf.hidden_size / hf.num_attention_heads),
+            head_dim: hf
+                .head_dim
+                .unwrap_or(hf.hidden_size / hf.num_attention_heads),
             rms_norm_eps: hf.rms_norm_eps,
             rope_theta,
             rope_scaling,
@@ -160,14 +175,21 @@ impl LlamaConfig {
 
     /// Rejects shapes the kernels cannot run.
     pub fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.num_key_value_heads > 0, "num_key_value_heads must be positive");
+        anyhow::ensure!(
+            self.num_key_value_heads > 0,
+            "num_key_value_heads must be positive"
+        );
         anyhow::ensure!(
             self.num_attention_heads % self.num_key_value_heads == 0,
             "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
             self.num_attention_heads,
             self.num_key_value_heads
         );
-        anyhow::ensure!(self.head_dim % 2 == 0, "head_dim ({}) must be even for RoPE", self.head_dim);
+        anyhow::ensure!(
+            self.head_dim % 2 == 0,
+            "head_dim ({}) must be even for RoPE",
+            self.head_dim
+        );
         Ok(())
     }
 
@@ -181,7 +203,9 @@ impl LlamaConfig {
                 1.0 / (self.rope_theta as f32).powf(exponent)
             })
             .collect();
-        let Some(s) = &self.rope_scaling else { return base };
+        let Some(s) = &self.rope_scaling else {
+            return base;
+        };
         let old = s.original_max_position_embeddings as f32;
         let low_wavelen = old / s.low_freq_factor as f32;
         let high_wavelen = old / s.high_freq_factor as f32;
@@ -208,7 +232,9 @@ impl LlamaConfig {
 }
 
 fn rope_type(v: &serde_json::Value) -> Option<&str> {
-    v.get("rope_type").or_else(|| v.get("type")).and_then(|t| t.as_str())
+    v.get("rope_type")
+        .or_else(|| v.get("type"))
+        .and_then(|t| t.as_str())
 }
 
 #[cfg(test)]
@@ -239,9 +265,16 @@ mod tests {
     fn llama3_scaling_keeps_high_and_divides_low_frequencies() {
         let cfg = LlamaConfig::from_hf_json(LLAMA32_1B).unwrap();
         let scaled = cfg.rope_inv_freq();
-        let plain = LlamaConfig { rope_scaling: None, ..cfg }.rope_inv_freq();
+        let plain = LlamaConfig {
+            rope_scaling: None,
+            ..cfg
+        }
+        .rope_inv_freq();
         assert_eq!(scaled[0], plain[0], "the highest frequency is unchanged");
         let last = plain.len() - 1;
-        assert!((scaled[last] - plain[last] / 32.0).abs() < 1e-12, "the lowest frequency is divided by the factor");
+        assert!(
+            (scaled[last] - plain[last] / 32.0).abs() < 1e-12,
+            "the lowest frequency is divided by the factor"
+        );
     }
 }
