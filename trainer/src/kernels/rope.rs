@@ -60,17 +60,18 @@ impl RopeTable {
 
 /// Rotates every head of `x: (N, H, hd)`; row `n` is at `positions[n]`.
 pub fn rope(x: &Tensor, table: &RopeTable, positions: &[u32]) -> Result<Tensor> {
-    rotate("rope", x, table, positions, false)
+    rotate("rope", "x", x, table, positions, false)
 }
 
 /// Gradient of [`rope`] for `dy: (N, H, hd)`: the rotation by the opposite angle.
 pub fn rope_backward(dy: &Tensor, table: &RopeTable, positions: &[u32]) -> Result<Tensor> {
-    rotate("rope_backward", dy, table, positions, true)
+    rotate("rope_backward", "dy", dy, table, positions, true)
 }
 
 /// Rotates by `+angle`, or by `-angle` when `inverse`.
 fn rotate(
     kernel: &'static str,
+    input: &'static str,
     x: &Tensor,
     table: &RopeTable,
     positions: &[u32],
@@ -78,12 +79,12 @@ fn rotate(
 ) -> Result<Tensor> {
     match x.device() {
         Device::Cpu => {
-            let [n, h, hd] = dims(kernel, "x", x)?;
+            let [n, h, hd] = dims(kernel, input, x)?;
             if hd != table.head_dim() {
                 return Err(KernelError::Shape {
                     kernel,
                     detail: format!(
-                        "`x` has head dim {hd}, the RoPE table was built for {}",
+                        "`{input}` has head dim {hd}, the RoPE table was built for {}",
                         table.head_dim()
                     ),
                 });
@@ -100,7 +101,7 @@ fn rotate(
                     max_positions: table.max_positions,
                 });
             }
-            let xs = read(kernel, "x", x)?;
+            let xs = read(kernel, input, x)?;
             let (cos, sin) = (
                 read(kernel, "table.cos", &table.cos)?,
                 read(kernel, "table.sin", &table.sin)?,
