@@ -8,10 +8,10 @@ use super::grads::GradSink;
 use super::linear::{Linear, LinearSaved};
 use super::params::ParamId;
 use super::pass::{Pass, Site};
-use crate::kernels::attention::{attention, attention_backward};
-use crate::kernels::rms_norm::{rms_norm, rms_norm_backward};
-use crate::kernels::rope::{rope, rope_backward};
-use crate::kernels::swiglu::{swiglu, swiglu_backward};
+use crate::kernels::{
+    attention, attention_backward, rms_norm, rms_norm_backward, rope, rope_backward, swiglu,
+    swiglu_backward,
+};
 
 /// Shape of the attention heads.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +32,7 @@ pub struct Block {
     /// Attention heads.
     pub heads: Heads,
     /// RMSNorm epsilon.
-    pub eps: f64,
+    pub eps: f32,
     /// Pre-attention RMSNorm weight.
     pub attn_norm: Tensor,
     /// Pre-MLP RMSNorm weight.

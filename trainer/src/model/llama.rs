@@ -15,10 +15,9 @@ use super::grads::GradSink;
 use super::linear::{Linear, Lora, Weight};
 use super::params::ParamId;
 use super::pass::Pass;
-use crate::kernels::embedding::{embedding, embedding_backward};
-use crate::kernels::lm_head_loss::lm_head_loss;
-use crate::kernels::rms_norm::{rms_norm, rms_norm_backward};
-use crate::kernels::rope::RopeTable;
+use crate::kernels::{
+    RopeTable, embedding, embedding_backward, lm_head_loss, rms_norm, rms_norm_backward,
+};
 
 /// LoRA adapter settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,7 +135,7 @@ impl Llama {
             blocks.push(Block {
                 layer,
                 heads,
-                eps: config.rms_norm_eps,
+                eps: config.rms_norm_eps as f32,
                 attn_norm: take(ParamId::AttnNorm(layer))?,
                 mlp_norm: take(ParamId::MlpNorm(layer))?,
                 train_norms: full,
@@ -321,7 +320,7 @@ impl Llama {
             });
             x = y;
         }
-        let (h, rstd) = rms_norm(&x, &self.final_norm, self.config.rms_norm_eps)?;
+        let (h, rstd) = rms_norm(&x, &self.final_norm, self.config.rms_norm_eps as f32)?;
         let loss = lm_head_loss(&h, self.head(), targets, grad_scale, self.train_all)?;
         let (mut dx, dnorm) =
             rms_norm_backward(&x, &self.final_norm, &rstd, &loss.dh, self.train_all)?;
@@ -355,10 +354,10 @@ impl Llama {
         })
     }
 
-    /// Runs `ids` (batch · seq rows) through the model after the cached keys/values, appends this
-    /// step's keys/values to `cache`, and returns the logits of each sequence's last row,
-    /// (batch, vocab).
-    pub fn forward_cached(
+    /// Runs `ids` (batch · seq rows) through the blocks after the cached keys/values and appends
+    /// this step's keys/values to `cache`; returns the final hidden states (rows, hidden), before
+    /// the final norm.
+    fn hidden_cached(
         &self,
         ids: &[u32],
         pass: &Pass,
@@ -376,16 +375,38 @@ impl Llama {
             }
             x = y;
         }
+        Ok(x)
+    }
+
+    fn logits_of(&self, hidden: &Tensor) -> anyhow::Result<Tensor> {
+        let (h, _) = rms_norm(
+            &hidden.contiguous()?,
+            &self.final_norm,
+            self.config.rms_norm_eps as f32,
+        )?;
+        Ok(h.matmul(&self.head().t()?)?)
+    }
+
+    /// Like [`Llama::logits`] after cached keys/values (which it extends), returning only each
+    /// sequence's last-row logits, (batch, vocab): one decoding step.
+    pub fn forward_cached(
+        &self,
+        ids: &[u32],
+        pass: &Pass,
+        cache: &mut Vec<KeyValues>,
+    ) -> anyhow::Result<Tensor> {
+        let x = self.hidden_cached(ids, pass, cache)?;
         let last = x
             .reshape((pass.batch, pass.seq, self.config.hidden_size))?
             .narrow(1, pass.seq - 1, 1)?
             .squeeze(1)?;
-        let (h, _) = rms_norm(
-            &last.contiguous()?,
-            &self.final_norm,
-            self.config.rms_norm_eps,
-        )?;
-        Ok(h.matmul(&self.head().t()?)?)
+        self.logits_of(&last)
+    }
+
+    /// Logits of every row of `ids` (batch · seq rows), (rows, vocab).
+    pub fn logits(&self, ids: &[u32], pass: &Pass) -> anyhow::Result<Tensor> {
+        let x = self.hidden_cached(ids, pass, &mut Vec::new())?;
+        self.logits_of(&x)
     }
 
     /// Every weight under its Hugging Face name, adapters folded into their base weights.

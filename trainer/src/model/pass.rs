@@ -4,8 +4,7 @@
 use candle_core::Tensor;
 use ferrotune_config::TargetModule;
 
-use crate::kernels::dropout::dropout;
-use crate::kernels::rope::RopeTable;
+use crate::kernels::{RopeTable, dropout};
 
 /// LoRA dropout for one micro-batch. Masks depend only on (seed, step, sample, layer, module,
 /// token, column), never on batching, so any world size and a resumed run draw the same masks.
