@@ -368,9 +368,14 @@ const NF4_MIDPOINTS: [f32; 15] = {
     midpoints
 };
 
-/// The NF4 code of a value scaled into [-1, 1]: how many midpoints lie strictly below it.
+/// The NF4 code of a value scaled into [-1, 1]: how many midpoints lie strictly below it
+/// (a branch-free binary search over the 15 sorted midpoints).
 fn nf4_code(scaled: f32) -> u8 {
-    NF4_MIDPOINTS.iter().map(|&m| u8::from(m < scaled)).sum()
+    let mut code = 0;
+    for step in [8, 4, 2, 1] {
+        code += step * usize::from(NF4_MIDPOINTS[code + step - 1] < scaled);
+    }
+    code as u8
 }
 
 /// Writes the codes of `block` (after `scale`) two per byte; an odd tail is padded with 0.0.
@@ -384,16 +389,34 @@ fn pack_codes(block: &[f32], scale: impl Fn(f32) -> f32, packed: &mut [u8]) {
     }
 }
 
+/// The NF4 values of the two codes in every possible byte (high nibble first).
+static NF4_PAIRS: [[f32; 2]; 256] = {
+    let mut pairs = [[0f32; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [NF4_CODE[byte >> 4], NF4_CODE[byte & 0x0f]];
+        byte += 1;
+    }
+    pairs
+};
+
 /// Dequantises one block: `out[i] = NF4_CODE[code i] * absmax`.
 fn dequantize_block(packed: &[u8], absmax: f32, out: &mut [f32]) {
-    let table = NF4_CODE.map(|v| v * absmax);
-    let mut pairs = out.chunks_exact_mut(2);
-    for (pair, &byte) in (&mut pairs).zip(packed) {
-        pair[0] = table[usize::from(byte >> 4)];
-        pair[1] = table[usize::from(byte & 0x0f)];
+    let mut octets = out.chunks_exact_mut(8);
+    let mut quads = packed.chunks_exact(4);
+    for (octet, quad) in (&mut octets).zip(&mut quads) {
+        let mut values = [0f32; 8];
+        for (k, &byte) in quad.iter().enumerate() {
+            [values[2 * k], values[2 * k + 1]] = NF4_PAIRS[usize::from(byte)];
+        }
+        for (out, value) in octet.iter_mut().zip(values) {
+            *out = value * absmax;
+        }
     }
-    if let [last] = pairs.into_remainder() {
-        *last = table[usize::from(packed[packed.len() - 1] >> 4)];
+    let rest = octets.into_remainder();
+    let bytes = &packed[packed.len() - rest.len().div_ceil(2)..];
+    for (k, out) in rest.iter_mut().enumerate() {
+        *out = NF4_PAIRS[usize::from(bytes[k / 2])][k % 2] * absmax;
     }
 }
 
