@@ -49,6 +49,14 @@ impl TensorFile {
             .collect()
     }
 
+    /// Tensor `name` as i64 values (it must be stored as I64).
+    pub fn i64(&self, name: &str) -> Vec<i64> {
+        let (_, data) = self.raw(name, Some(Dtype::I64));
+        data.chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    }
+
     /// Tensor `name` as bytes (it must be stored as U8).
     pub fn u8(&self, name: &str) -> Vec<u8> {
         self.raw(name, Some(Dtype::U8)).1
