@@ -7,7 +7,7 @@ use common::tensors::TensorFile;
 use ferrotune::train::clip::{clip_coefficient, clip_grad_norm, scale, sum_of_squares};
 use ferrotune::train::optim::{AdamW, AdamWConfig, OptimError, Segment};
 use ferrotune::train::schedule::learning_rate;
-use ferrotune_config::Schedule;
+use ferrotune_config::{Schedule, TrainingConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -144,6 +144,27 @@ fn adamw_matches_torch_at_every_step() {
         let error = max_relative(&state.exp_avg_sq, &case.exp_avg_sq, floor);
         assert!(error <= 1e-6, "{name}: exp_avg_sq differs by {error:e}");
     }
+}
+
+#[test]
+fn hyperparameters_come_from_the_training_config() {
+    let training = TrainingConfig {
+        adam_beta1: 0.8,
+        adam_beta2: 0.99,
+        adam_epsilon: 1e-6,
+        weight_decay: 0.05,
+        ..TrainingConfig::default()
+    };
+    let config = AdamWConfig::from_training(&training);
+    assert_eq!(
+        config,
+        AdamWConfig {
+            beta1: 0.8,
+            beta2: 0.99,
+            eps: 1e-6,
+            weight_decay: 0.05
+        }
+    );
 }
 
 #[test]

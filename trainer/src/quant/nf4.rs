@@ -56,6 +56,9 @@ const VALUES_PER_TASK: usize = BLOCK_SIZE * ABSMAX_BLOCK_SIZE;
 /// What can be wrong with the input of [`Nf4Tensor`]'s constructors.
 #[derive(Debug, Error)]
 pub enum Nf4Error {
+    /// The shape's product overflows `usize`.
+    #[error("shape {shape:?} has more elements than this machine can address")]
+    ShapeTooLarge { shape: Vec<usize> },
     /// The data's length is not the product of the shape.
     #[error("shape {shape:?} holds {expected} values, but {actual} were given")]
     ShapeMismatch {
@@ -107,7 +110,14 @@ impl Nf4Tensor {
     /// (bitsandbytes takes torch's f32 mean, whose last bits depend on the machine's SIMD width
     /// and thread count; [`quantize_block_scales`] takes any offset.)
     pub fn quantize(data: &[f32], shape: &[usize]) -> Result<Self, Nf4Error> {
-        let numel = checked_numel(shape, data.len())?;
+        let numel = numel_of(shape)?;
+        if numel != data.len() {
+            return Err(Nf4Error::ShapeMismatch {
+                shape: shape.to_vec(),
+                expected: numel,
+                actual: data.len(),
+            });
+        }
         if let Some((index, &value)) = data.iter().enumerate().find(|(_, x)| !x.is_finite()) {
             return Err(Nf4Error::NonFinite { index, value });
         }
@@ -142,7 +152,7 @@ impl Nf4Tensor {
         absmax_scale: Vec<f32>,
         absmax_offset: f32,
     ) -> Result<Self, Nf4Error> {
-        let numel = shape.iter().product::<usize>();
+        let numel = numel_of(&shape)?;
         let blocks = numel.div_ceil(BLOCK_SIZE);
         let check = |part, expected, actual| {
             if expected == actual {
@@ -292,21 +302,14 @@ impl Nf4Tensor {
     }
 }
 
-/// The product of `shape`, which must equal `len`.
-fn checked_numel(shape: &[usize], len: usize) -> Result<usize, Nf4Error> {
-    let expected = shape
+/// The number of elements of `shape`.
+fn numel_of(shape: &[usize]) -> Result<usize, Nf4Error> {
+    shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .unwrap_or(usize::MAX);
-    if expected == len {
-        Ok(len)
-    } else {
-        Err(Nf4Error::ShapeMismatch {
+        .ok_or_else(|| Nf4Error::ShapeTooLarge {
             shape: shape.to_vec(),
-            expected,
-            actual: len,
         })
-    }
 }
 
 /// Mean of the block absmaxes, accumulated in f64 (0 when there are none).

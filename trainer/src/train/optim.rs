@@ -11,9 +11,10 @@
 //! v ← v·β2 + ((1 − β2)·g)·g
 //! p ← p + (−lr / (1 − β1^t))·m / (√v / √(1 − β2^t) + ε)
 //! ```
-//! The scalars are computed in f64 and rounded to f32, as torch does with Python floats. torch's
-//! vectorised lerp fuses its multiply-add and its scalar tail does not; this code never fuses, so
-//! results agree with torch to within a few units in the last place.
+//! The scalars are computed in f64 and rounded to f32, as torch does with Python floats. Every f32
+//! operation here is rounded once; on the CPU torch fuses the multiply-add of its vectorised lerp
+//! (not of its scalar tail) and takes square roots from MKL, which are not correctly rounded. So
+//! results agree with torch to a few units in the last place of each step's terms.
 
 use std::ops::Range;
 
