@@ -18,26 +18,15 @@ pub fn shared() -> PathBuf {
 /// The real SmolLM2-135M-Instruct Q4_1 GGUF, as `scripts/fetch-model.sh` places it
 /// (or FERROTUNE_SMOLLM2). Panics with the fix when it is missing.
 pub fn smollm2_gguf() -> PathBuf {
-    let path = std::env::var_os("FERROTUNE_SMOLLM2")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("FERROTUNE_CACHE")
+    let path = std::env::var_os("FERROTUNE_SMOLLM2").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("FERROTUNE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    std::env::var_os("XDG_CACHE_HOME")
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|| {
-                            PathBuf::from(std::env::var("HOME").expect("HOME is set"))
-                                .join(".cache")
-                        })
-                        .join("ferrotune")
-                });
-            cache.join("SmolLM2-135M-Instruct.Q4_1.gguf")
+                .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache"))
+                .join("ferrotune")
         });
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-model.sh first",
-        path.display()
-    );
+        cache.join("SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    assert!(path.is_file(), "{} is missing: run scripts/fetch-model.sh first", path.display());
     path
 }
