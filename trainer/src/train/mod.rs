@@ -1,1 +1,5 @@
 //! The training loop: parameters, optimizer, schedule, checkpoints, metrics, progress.
+
+pub mod clip;
+pub mod optim;
+pub mod schedule;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod tensors;
+
 use std::path::PathBuf;
 
 /// Directory of the committed test fixtures.
