@@ -84,6 +84,13 @@ impl LlamaConfig {
     /// Parses a Hugging Face `config.json`.
     pub fn from_hf_json(text: &str) -> anyhow::Result<Self> {
         let hf: HfConfig = serde_json::from_str(text)?;
+        anyhow::ensure!(
+            hf.num_attention_heads > 0
+                && hf.hidden_size > 0
+                && hf.num_hidden_layers > 0
+                && hf.vocab_size > 0,
+            "vocab_size, hidden_size, num_hidden_layers and num_attention_heads must be positive"
+        );
         if let Some(t) = &hf.model_type {
             anyhow::ensure!(
                 t == "llama",
@@ -180,13 +187,14 @@ impl LlamaConfig {
             "num_key_value_heads must be positive"
         );
         anyhow::ensure!(
-            self.num_attention_heads % self.num_key_value_heads == 0,
+            self.num_attention_heads
+                .is_multiple_of(self.num_key_value_heads),
             "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
             self.num_attention_heads,
             self.num_key_value_heads
         );
         anyhow::ensure!(
-            self.head_dim % 2 == 0,
+            self.head_dim.is_multiple_of(2),
             "head_dim ({}) must be even for RoPE",
             self.head_dim
         );

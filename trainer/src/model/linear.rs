@@ -32,7 +32,7 @@ impl Weight {
         let (out, inp) = w.dims2()?;
         let data = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         Ok(Self::Nf4 {
-            q: Arc::new(Nf4Tensor::quantize(&data, &[out, inp])),
+            q: Arc::new(Nf4Tensor::quantize(&data, &[out, inp])?),
             shape: (out, inp),
             device: w.device().clone(),
         })
