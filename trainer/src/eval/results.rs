@@ -58,8 +58,8 @@ pub enum ResultsError {
     },
     /// A line of `predictions.jsonl` is not a valid prediction.
     #[error(
-        "{}, line {line}: {message}; each line must be a JSON object with the string fields \
-         \"dialogue\", \"reference\" and \"prediction\"",
+        "{}, line {line}, column {column}: {message}; each line must be a JSON object with the \
+         string fields \"dialogue\", \"reference\" and \"prediction\"",
         path.display()
     )]
     Line {
@@ -67,7 +67,9 @@ pub enum ResultsError {
         path: PathBuf,
         /// 1-based line number.
         line: usize,
-        /// What is wrong, with the column.
+        /// 1-based column where parsing stopped.
+        column: usize,
+        /// What is wrong.
         message: String,
     },
     /// `predictions.jsonl` holds no predictions.
@@ -92,7 +94,8 @@ pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>, ResultsError> {
             serde_json::from_slice(line).map_err(|e| ResultsError::Line {
                 path: path.into(),
                 line: index + 1,
-                message: format!("column {}: {}", e.column(), without_position(&e)),
+                column: e.column(),
+                message: without_position(&e),
             })
         })
         .collect()
