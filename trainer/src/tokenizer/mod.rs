@@ -197,6 +197,11 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// The text of one token id (as the vocabulary spells it).
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
     /// The beginning-of-sequence token's text, when the model has one.
     pub fn bos_token(&self) -> Option<&str> {
         self.special.bos.as_deref()
