@@ -753,3 +753,42 @@ fn prepare_reads_splits_and_tokenises_per_config() {
         "{err}"
     );
 }
+
+#[test]
+fn quickstart_dataset_is_well_formed_and_fits_the_quickstart_length() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/quickstart");
+    let train = read(&dir.join("train.jsonl")).unwrap();
+    let eval = read(&dir.join("eval.jsonl")).unwrap();
+    assert_eq!((train.len(), eval.len()), (300, 40));
+    let train_texts: BTreeSet<&str> = train
+        .iter()
+        .flat_map(|r| [r.input.as_str(), r.target.as_str()])
+        .collect();
+    assert!(eval.iter().all(
+        |r| !train_texts.contains(r.input.as_str()) && !train_texts.contains(r.target.as_str())
+    ));
+    for r in train.iter().chain(&eval) {
+        let lines: Vec<&str> = r.input.lines().collect();
+        assert!((3..=10).contains(&lines.len()), "{}", r.input);
+        let speakers: BTreeSet<&str> = lines
+            .iter()
+            .map(|l| l.split_once(": ").expect("Name: message").0)
+            .collect();
+        assert!((2..=4).contains(&speakers.len()), "{}", r.input);
+        assert!(
+            speakers.iter().all(|s| r.target.contains(s)),
+            "{} => {}",
+            r.input,
+            r.target
+        );
+        assert!(
+            r.target.ends_with('.') && r.target.matches(". ").count() == 0,
+            "{}",
+            r.target
+        );
+    }
+    let prompts = builder(&PromptConfig::default());
+    let (samples, stats) = prompts.samples(&train, 384, Truncation::Drop).unwrap();
+    assert_eq!((samples.len(), stats.dropped), (300, 0));
+    assert!(stats.longest < 250, "{stats}");
+}
