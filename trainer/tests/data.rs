@@ -76,6 +76,9 @@ fn format_can_be_forced_and_blank_lines_are_skipped() {
     std::fs::write(&path, "\n{\"text\": \"a: hi\", \"label\": \"A greets.\"}\n\n{\"text\": \"b\", \"label\": \"B.\"}\n").unwrap();
     let rows = read_rows(&path, DataFormat::Jsonl, "text", "label").unwrap();
     assert_eq!(rows.len(), 2);
+    let bom = "\u{feff}[{\"dialogue\": \"a\", \"summary\": \"b\"}]";
+    let (_dir, _, with_bom) = read_text_file("bom.json", bom.as_bytes());
+    assert_eq!(with_bom.unwrap()[0].target, "b");
     assert_eq!(
         (rows[0].location, rows[1].location),
         (Location::Line(2), Location::Line(4))

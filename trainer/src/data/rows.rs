@@ -217,15 +217,19 @@ impl Fields<'_> {
         })
     }
 
-    /// The file as text, or the line of its first invalid byte.
+    /// The file as text without a leading byte-order mark, or the line of its first invalid byte.
     fn read_text(&self) -> Result<String, RowsError> {
-        String::from_utf8(self.read()?).map_err(|e| {
+        let text = String::from_utf8(self.read()?).map_err(|e| {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
             RowsError::InvalidUtf8 {
                 path: self.path(),
                 line,
             }
+        })?;
+        Ok(match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_owned(),
+            None => text,
         })
     }
 }
