@@ -1,8 +1,153 @@
-//! The `ferrotune` command line.
+//! The `ferrotune` command line: `train` and `eval`.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use ferrotune_config::Config;
+
+use crate::eval;
+use crate::train::{self, Finish};
+
+/// Fine-tune Llama-architecture language models with LoRA, QLoRA or full fine-tuning, then score
+/// them with ROUGE. One binary for the CPU and CUDA, one process or many.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferrotune",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Fine-tune a model as the config says, then (by default) generate and score summaries.
+    ///
+    /// Everything goes to `output.dir`: checkpoints/, metrics.jsonl, lora_adapters/ (lora,
+    /// qlora) or final_model/ (full), training_duration.json, and eval_results.json with
+    /// predictions.jsonl beside the adapters or model. A run resumes from the newest checkpoint
+    /// in `output.dir`; Ctrl-C (or SIGTERM) writes a checkpoint before exiting.
+    Train(TrainArgs),
+    /// Generate summaries for the evaluation rows with a trained model and score them with ROUGE,
+    /// or re-score an existing predictions.jsonl.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// The YAML config (see configs/ for examples).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Override one config value, e.g. `--set training.max_steps=20`; repeatable, applied in order.
+    /// Values are YAML: `--set lora.target_modules=[q_proj,v_proj]`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(&self.config, &self.overrides)?)
+    }
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["model_path", "predictions"])))]
+struct EvalArgs {
+    /// The config the model was trained with (model, data, prompt and eval settings).
+    #[arg(short, long, value_name = "FILE", requires = "model_path")]
+    config: Option<PathBuf>,
+    /// A `lora_adapters/` directory (applied to the config's base model) or a full model
+    /// directory such as `final_model/`. Results are written into it.
+    #[arg(long, value_name = "DIR", requires = "config")]
+    model_path: Option<PathBuf>,
+    /// Re-score this predictions.jsonl ({dialogue, reference, prediction} per line) without
+    /// generating; prints the eval_results JSON.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "model_path"])]
+    predictions: Option<PathBuf>,
+    /// Override one config value (see `train --set`).
+    #[arg(long = "set", value_name = "KEY=VALUE", requires = "config")]
+    overrides: Vec<String>,
+}
 
 /// Parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli.command) {
+        Ok(Finish::Completed) => ExitCode::SUCCESS,
+        Ok(Finish::Interrupted) => ExitCode::from(130),
+        Err(e) => {
+            let message = format!("{e:#}");
+            eprintln!("error: {message}");
+            report_termination(&message);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<Finish> {
+    match command {
+        Command::Train(args) => train::run(&args.config.load()?),
+        Command::Eval(args) => {
+            if let Some(file) = args.predictions {
+                let results = eval::results::evaluate_file(&file)?;
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                let config = ConfigArgs {
+                    config: args.config.expect("clap requires it"),
+                    overrides: args.overrides,
+                };
+                eval::run(&config.load()?, &args.model_path.expect("clap requires it"))?;
+            }
+            Ok(Finish::Completed)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Kubernetes shows a container's termination message in the pod status: put the error there.
+fn report_termination(message: &str) {
+    let path = std::path::Path::new("/dev/termination-log");
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(path) {
+        let _ = f.write_all(message.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

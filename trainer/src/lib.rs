@@ -8,5 +8,6 @@ pub mod eval;
 pub mod kernels;
 pub mod model;
 pub mod quant;
+pub mod setup;
 pub mod tokenizer;
 pub mod train;

@@ -32,9 +32,8 @@ pub struct Prepared {
     pub eval: Vec<Row>,
 }
 
-/// Reads `data.train` (and `data.eval`), chooses the subsets and tokenises the training rows
-/// with the prompt settings and the length limit of `config`.
-pub fn prepare(config: &Config, tokenizer: &Tokenizer) -> Result<Prepared> {
+/// Reads `data.train` (and `data.eval`) and chooses the training subset and the evaluation rows.
+pub fn split(config: &Config) -> Result<Split> {
     let data = &config.data;
     let read = |field: &str, written: &str| -> Result<Vec<Row>> {
         let path = expand(field, written)?;
@@ -51,8 +50,14 @@ pub fn prepare(config: &Config, tokenizer: &Tokenizer) -> Result<Prepared> {
         .as_deref()
         .map(|eval| read("data.eval", eval))
         .transpose()?;
-    let split = split_rows(train_rows, eval_rows, data, config.eval.num_samples)?;
+    split_rows(train_rows, eval_rows, data, config.eval.num_samples)
+}
 
+/// [`split`], then tokenises the training rows with the prompt settings and the length limit of
+/// `config`.
+pub fn prepare(config: &Config, tokenizer: &Tokenizer) -> Result<Prepared> {
+    let data = &config.data;
+    let split = split(config)?;
     let builder = PromptBuilder::new(tokenizer, &config.prompt).context("building prompts")?;
     let max_len = config.training.max_seq_length;
     let (train, stats) = builder

@@ -11,12 +11,14 @@ use candle_core::{Device, Tensor};
 use ferrotune_config::Mode;
 use serde::{Deserialize, Serialize};
 
+use super::optim::AdamWState;
 use super::params::FlatParams;
 
 const PARAMS_FILE: &str = "params.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
-const FORMAT: u32 = 1;
+/// The checkpoint layout this build writes and reads.
+pub const FORMAT: u32 = 1;
 
 /// Where the training loop stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,17 +39,6 @@ pub struct TrainState {
     pub trainable_elements: usize,
     /// Wall-clock seconds of training so far (carried across resumes).
     pub train_seconds: f64,
-}
-
-/// The optimizer's state at a checkpoint.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Moments {
-    /// AdamW steps taken.
-    pub step: u64,
-    /// First moments, same layout as the flat parameters.
-    pub m: Vec<f32>,
-    /// Second moments.
-    pub v: Vec<f32>,
 }
 
 /// A complete checkpoint on disk.
@@ -72,7 +63,7 @@ pub fn save(
     root: &Path,
     state: &TrainState,
     params: &FlatParams,
-    moments: &Moments,
+    moments: &AdamWState,
     keep: usize,
 ) -> anyhow::Result<PathBuf> {
     let final_dir = root.join(dir_name(state.step));
@@ -98,11 +89,11 @@ pub fn save(
             );
             moments_named.insert(
                 format!("{name}.exp_avg"),
-                Tensor::from_slice(&moments.m[range.clone()], e.len, &Device::Cpu)?,
+                Tensor::from_slice(&moments.exp_avg[range.clone()], e.len, &Device::Cpu)?,
             );
             moments_named.insert(
                 format!("{name}.exp_avg_sq"),
-                Tensor::from_slice(&moments.v[range], e.len, &Device::Cpu)?,
+                Tensor::from_slice(&moments.exp_avg_sq[range], e.len, &Device::Cpu)?,
             );
         }
         moments_named.insert(
@@ -205,7 +196,7 @@ pub fn newest(root: &Path) -> anyhow::Result<Option<Checkpoint>> {
 }
 
 /// Loads a checkpoint's parameters into `params` and returns the optimizer moments.
-pub fn restore(ckpt: &Checkpoint, params: &mut FlatParams) -> anyhow::Result<Moments> {
+pub fn restore(ckpt: &Checkpoint, params: &mut FlatParams) -> anyhow::Result<AdamWState> {
     let ctx = || format!("restoring {}", ckpt.dir.display());
     let named = candle_core::safetensors::load(ckpt.dir.join(PARAMS_FILE), &Device::Cpu)
         .with_context(ctx)?;
@@ -250,5 +241,9 @@ pub fn restore(ckpt: &Checkpoint, params: &mut FlatParams) -> anyhow::Result<Mom
         .get("step")
         .context("optimizer state has no step")?
         .to_vec1::<i64>()?[0] as u64;
-    Ok(Moments { step, m, v })
+    Ok(AdamWState {
+        step,
+        exp_avg: m,
+        exp_avg_sq: v,
+    })
 }

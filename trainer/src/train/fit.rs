@@ -1,0 +1,255 @@
+//! The optimisation loop: each step's micro-batches → gradients → (reduction across ranks) →
+//! clipping → AdamW → metrics, with checkpoints every `save_steps`, on interrupt and at the end,
+//! and resumption from the newest checkpoint.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use ferrotune_config::{Config, NonFinitePolicy};
+
+use super::checkpoint::{self, TrainState};
+use super::clip::{clip_coefficient, scale, sum_of_squares};
+use super::metrics::{MetricsLog, StepRecord};
+use super::optim::{AdamW, AdamWConfig};
+use super::params::FlatParams;
+use super::progress::Reporter;
+use super::schedule::learning_rate;
+use super::signals::StopFlag;
+use crate::data::{BatchLayout, Sample, collate, epoch_order};
+use crate::model::llama::Llama;
+use crate::model::pass::{DropoutPlan, Pass, sample_stream};
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Every step ran.
+    Completed,
+    /// A stop was requested; a checkpoint of the last finished step was written.
+    Interrupted,
+}
+
+/// What training did.
+#[derive(Debug, Clone)]
+pub struct FitOutcome {
+    /// How it ended.
+    pub finish: Finish,
+    /// Optimizer steps done (in this and earlier runs).
+    pub steps: u64,
+    /// Seconds of training (in this and earlier runs).
+    pub seconds: f64,
+    /// Loss of the last step.
+    pub last_loss: Option<f64>,
+}
+
+/// Trains `model` on `samples` as `config.training` says, writing checkpoints and metrics under
+/// `out`.
+pub fn fit(
+    model: &mut Llama,
+    samples: &[Sample],
+    pad_id: u32,
+    config: &Config,
+    out: &Path,
+    stop: &StopFlag,
+) -> anyhow::Result<FitOutcome> {
+    let t = &config.training;
+    let layout = BatchLayout {
+        micro: t.micro_batch_size(),
+        accumulation: t.gradient_accumulation_steps(),
+        world: 1,
+    };
+    let n = samples.len();
+    let steps_per_epoch = layout.steps_per_epoch(n) as u64;
+    let total = t.max_steps.unwrap_or(steps_per_epoch * u64::from(t.epochs));
+    let warmup = t.warmup_steps(total);
+    let mut params = FlatParams::gather(model)?;
+    let segments = params.segments();
+    let adam = AdamWConfig::from_training(t);
+    let mut optimizer = AdamW::new(adam.clone(), params.len());
+    let ckpt_root = out.join("checkpoints");
+    let mut state = TrainState {
+        format: checkpoint::FORMAT,
+        step: 0,
+        total_steps: total,
+        mode: t.mode,
+        seed: t.seed,
+        world_size: layout.world,
+        trainable_elements: params.len(),
+        train_seconds: 0.0,
+    };
+    if config.output.resume
+        && let Some(ckpt) = checkpoint::newest(&ckpt_root)?
+    {
+        let s = &ckpt.state;
+        if s.mode != t.mode || s.seed != t.seed {
+            bail!(
+                "{} was written by a {:?} run with seed {}, this config asks for {:?} with seed {}: \
+                 use another output.dir, or set output.resume: false to start over",
+                ckpt.dir.display(),
+                s.mode,
+                s.seed,
+                t.mode,
+                t.seed
+            );
+        }
+        let moments = checkpoint::restore(&ckpt, &mut params)?;
+        optimizer = AdamW::from_state(adam, 0..params.len(), moments)
+            .context("optimizer state in the checkpoint")?;
+        params.scatter(model)?;
+        state.step = s.step;
+        state.train_seconds = s.train_seconds;
+        tracing::info!(
+            "resuming from {} (step {}/{total})",
+            ckpt.dir.display(),
+            s.step
+        );
+    }
+    std::fs::create_dir_all(&ckpt_root)
+        .with_context(|| format!("creating {}", ckpt_root.display()))?;
+    tracing::info!(
+        "training {} parameters: {n} samples, {} per step ({} × {} micro-batches × {} ranks), {total} steps, \
+         {steps_per_epoch} per epoch, warm-up {warmup}",
+        params.len(),
+        layout.global_batch(),
+        layout.micro,
+        layout.accumulation,
+        layout.world
+    );
+
+    let mut metrics = MetricsLog::open(&out.join("metrics.jsonl"), state.step)?;
+    let mut reporter = Reporter::new(total, state.step, t.logging_steps);
+    let started = Instant::now();
+    let prior_seconds = state.train_seconds;
+    let mut order: Option<(u64, Vec<usize>)> = None;
+    let mut last_loss = None;
+    let mut saved_step = state.step;
+    while state.step < total {
+        if stop.requested() {
+            break;
+        }
+        let step = state.step;
+        let epoch = step / steps_per_epoch;
+        if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            order = Some((epoch, epoch_order(n, t.seed, epoch)));
+        }
+        let (_, order) = order.as_ref().expect("set above");
+        let in_epoch = (step % steps_per_epoch) as usize;
+        let n_targets: usize = layout
+            .step_samples(order, in_epoch)
+            .iter()
+            .map(|&i| samples[i].target().len())
+            .sum();
+        let tick = Instant::now();
+        params.zero_grads();
+        let (mut loss_sum, mut tokens) = (0.0, 0u64);
+        for k in 0..layout.micro_batches(order, in_epoch, 0) {
+            let idx = layout.micro_batch(order, in_epoch, 0, k);
+            let micro: Vec<&Sample> = idx.iter().map(|&i| &samples[i]).collect();
+            let batch = collate(&micro, pad_id);
+            let pass = Pass {
+                batch: batch.batch,
+                seq: batch.seq,
+                positions: (0..batch.batch).flat_map(|_| 0..batch.seq as u32).collect(),
+                rope: &model.rope,
+                key_mask: None,
+                dropout: Some(DropoutPlan {
+                    seed: t.seed,
+                    sample_streams: idx.iter().map(|&i| sample_stream(step, i as u64)).collect(),
+                }),
+            };
+            let grad_scale = 1.0 / n_targets.max(1) as f32;
+            let micro_loss = model
+                .forward_backward(
+                    &batch.ids,
+                    &batch.targets,
+                    &pass,
+                    grad_scale,
+                    t.gradient_checkpointing,
+                    &mut params,
+                )
+                .with_context(|| format!("step {}, micro-batch {}", step + 1, k + 1))?;
+            loss_sum += micro_loss.loss_sum;
+            tokens += micro.iter().map(|s| s.len() as u64).sum::<u64>();
+        }
+        let loss = loss_sum / n_targets.max(1) as f64;
+        let grad_norm = sum_of_squares(&params.grads).sqrt();
+        let lr = learning_rate(t.lr_scheduler, t.learning_rate(), warmup, total, step);
+        let finite = loss.is_finite() && grad_norm.is_finite();
+        if !finite && t.nonfinite == NonFinitePolicy::Fail {
+            bail!(
+                "step {}: the loss ({loss}) or gradient norm ({grad_norm}) is not finite; lower \
+                 training.learning_rate ({}) or set training.nonfinite: skip",
+                step + 1,
+                t.learning_rate()
+            );
+        }
+        if finite {
+            if t.max_grad_norm > 0.0 {
+                scale(
+                    &mut params.grads,
+                    clip_coefficient(grad_norm, t.max_grad_norm),
+                );
+            }
+            optimizer.step(&mut params.values, &params.grads, &segments, lr)?;
+            params.scatter(model)?;
+        } else {
+            tracing::warn!(
+                "step {}: non-finite loss or gradients, update skipped",
+                step + 1
+            );
+        }
+        state.step += 1;
+        state.train_seconds = prior_seconds + started.elapsed().as_secs_f64();
+        let secs = tick.elapsed().as_secs_f64();
+        let record = StepRecord {
+            step: state.step,
+            epoch: state.step as f64 / steps_per_epoch as f64,
+            loss,
+            learning_rate: lr,
+            grad_norm,
+            tokens,
+            tokens_per_second: tokens as f64 / secs.max(1e-9),
+            elapsed_seconds: state.train_seconds,
+            skipped: !finite,
+        };
+        metrics.append(&record)?;
+        reporter.step(&record);
+        last_loss = Some(loss);
+        if (t.save_steps > 0 && state.step % t.save_steps == 0) || state.step == total {
+            checkpoint::save(
+                &ckpt_root,
+                &state,
+                &params,
+                &optimizer.state(),
+                t.save_total_limit,
+            )?;
+            reporter.checkpoint(state.step);
+            saved_step = state.step;
+        }
+    }
+    reporter.finish();
+    let finish = if state.step < total {
+        if saved_step < state.step {
+            checkpoint::save(
+                &ckpt_root,
+                &state,
+                &params,
+                &optimizer.state(),
+                t.save_total_limit,
+            )?;
+        }
+        tracing::warn!(
+            "interrupted after step {}/{total}; checkpoint written, run again to resume",
+            state.step
+        );
+        Finish::Interrupted
+    } else {
+        Finish::Completed
+    };
+    Ok(FitOutcome {
+        finish,
+        steps: state.step,
+        seconds: state.train_seconds,
+        last_loss,
+    })
+}
