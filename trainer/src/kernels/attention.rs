@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::cpu::{self, dims, expect_shape, read};
+use super::expf::exp;
 use super::linalg::{MatMut, MatRef, dot, matmul, sum};
 use super::{KernelError, Result};
 
@@ -251,7 +252,7 @@ impl Geometry {
                 k.dims()
             ));
         }
-        if hd == 0 || hkv == 0 || h % hkv != 0 {
+        if hd == 0 || h == 0 || hkv == 0 || !h.is_multiple_of(hkv) {
             return shape_error(format!(
                 "{h} query heads cannot be grouped over {hkv} key/value heads of dim {hd}"
             ));
@@ -338,7 +339,7 @@ fn softmax_row(row: &mut [f32], allowed: usize, mask: Option<&[u8]>) -> f32 {
         return f32::NEG_INFINITY;
     }
     for x in row.iter_mut() {
-        *x = (*x - max).exp();
+        *x = exp(*x - max);
     }
     let total = sum(row);
     let inv = 1.0 / total;
@@ -357,7 +358,7 @@ fn probabilities_row(row: &mut [f32], allowed: usize, mask: Option<&[u8]>, lse: 
     }
     mask_row(row, allowed, mask);
     for x in row.iter_mut() {
-        *x = (*x - lse).exp();
+        *x = exp(*x - lse);
     }
 }
 
