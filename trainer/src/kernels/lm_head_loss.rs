@@ -13,6 +13,8 @@ use super::expf::exp;
 use super::linalg::{MatMut, MatRef, matmul};
 use super::{KernelError, Result};
 
+const KERNEL: &str = "lm_head_loss";
+
 /// Target rows per chunk: the chunk's logits take `CHUNK_ROWS × V` floats.
 const CHUNK_ROWS: usize = 128;
 /// Fewest vocabulary entries per parallel task. A block is also at least `D` entries, so the
@@ -42,96 +44,104 @@ pub fn lm_head_loss(
     grad_scale: f32,
     need_dw: bool,
 ) -> Result<LmHeadLoss> {
-    const KERNEL: &str = "lm_head_loss";
     match h.device() {
-        Device::Cpu => {
-            let [n, d] = dims(KERNEL, "h", h)?;
-            let [vocab, wd] = dims(KERNEL, "w", w)?;
-            if wd != d || d == 0 || vocab == 0 {
-                return Err(KernelError::Shape {
-                    kernel: KERNEL,
-                    detail: format!(
-                        "`h` is {:?} and `w` is {:?}: need (N, D) and (V, D) with D, V > 0",
-                        h.dims(),
-                        w.dims()
-                    ),
-                });
-            }
-            expect_len(KERNEL, "targets", targets.len(), n)?;
-            let mut rows = Vec::new();
-            for (row, &target) in targets.iter().enumerate() {
-                match usize::try_from(target) {
-                    Ok(t) if t < vocab => rows.push(row),
-                    _ if target == -1 => {}
-                    _ => return Err(KernelError::TargetOutOfRange { row, target, vocab }),
-                }
-            }
-            let (hs, ws) = (read(KERNEL, "h", h)?, read(KERNEL, "w", w)?);
-            let geo = Geometry {
-                d,
-                block: MIN_VOCAB_BLOCK.max(d),
-            };
-            let mut dh = vec![0.0f32; n * d];
-            let mut dw = if need_dw {
-                vec![0.0f32; vocab * d]
-            } else {
-                Vec::new()
-            };
-            let mut loss_sum = 0.0f64;
-            let mut hc = vec![0.0f32; CHUNK_ROWS.min(rows.len()) * d];
-            let mut logits_t = vec![0.0f32; CHUNK_ROWS.min(rows.len()) * vocab];
-            for chunk_rows in rows.chunks(CHUNK_ROWS) {
-                let c = chunk_rows.len();
-                let chunk_targets: Vec<usize> =
-                    chunk_rows.iter().map(|&r| targets[r] as usize).collect();
-                for (dst, &row) in hc.chunks_exact_mut(d).zip(chunk_rows) {
-                    dst.copy_from_slice(&hs[row * d..(row + 1) * d]);
-                }
-                let chunk = Chunk {
-                    h: &hc[..c * d],
-                    targets: &chunk_targets,
-                };
-                let logits_t = &mut logits_t[..vocab * c];
-                let blocks = block_logits(logits_t, &ws, &chunk, geo);
-                let stats = RowStats::combine(&blocks, c);
-                loss_sum += stats
-                    .losses(&blocks)
-                    .iter()
-                    .map(|&l| f64::from(l))
-                    .sum::<f64>();
-                let dw_blocks: Vec<Option<&mut [f32]>> = if need_dw {
-                    dw.chunks_mut(geo.block * d).map(Some).collect()
-                } else {
-                    blocks.iter().map(|_| None).collect()
-                };
-                let partials = block_gradients(
-                    logits_t, &ws, &chunk, &blocks, &stats, dw_blocks, grad_scale, geo,
-                );
-                let mut dh_chunk = vec![0.0f32; c * d];
-                dh_chunk.par_chunks_mut(d).enumerate().for_each(|(i, out)| {
-                    for partial in &partials {
-                        for (o, p) in out.iter_mut().zip(&partial[i * d..(i + 1) * d]) {
-                            *o += p;
-                        }
-                    }
-                });
-                for (src, &row) in dh_chunk.chunks_exact(d).zip(chunk_rows) {
-                    dh[row * d..(row + 1) * d].copy_from_slice(src);
-                }
-            }
-            Ok(LmHeadLoss {
-                loss_sum,
-                n_targets: rows.len(),
-                dh: cpu::tensor(dh, (n, d))?,
-                dw: if need_dw {
-                    Some(cpu::tensor(dw, (vocab, d))?)
-                } else {
-                    None
-                },
-            })
-        }
+        Device::Cpu => on_cpu(h, w, targets, grad_scale, need_dw),
         device => Err(cpu::unsupported(KERNEL, device)),
     }
+}
+
+/// The CPU path of [`lm_head_loss`]: chunks of target rows, each in two passes over the
+/// vocabulary blocks.
+fn on_cpu(
+    h: &Tensor,
+    w: &Tensor,
+    targets: &[i32],
+    grad_scale: f32,
+    need_dw: bool,
+) -> Result<LmHeadLoss> {
+    let [n, d] = dims(KERNEL, "h", h)?;
+    let [vocab, wd] = dims(KERNEL, "w", w)?;
+    if wd != d || d == 0 || vocab == 0 {
+        return Err(KernelError::Shape {
+            kernel: KERNEL,
+            detail: format!(
+                "`h` is {:?} and `w` is {:?}: need (N, D) and (V, D) with D, V > 0",
+                h.dims(),
+                w.dims()
+            ),
+        });
+    }
+    expect_len(KERNEL, "targets", targets.len(), n)?;
+    let mut rows = Vec::new();
+    for (row, &target) in targets.iter().enumerate() {
+        match usize::try_from(target) {
+            Ok(t) if t < vocab => rows.push(row),
+            _ if target == -1 => {}
+            _ => return Err(KernelError::TargetOutOfRange { row, target, vocab }),
+        }
+    }
+    let (hs, ws) = (read(KERNEL, "h", h)?, read(KERNEL, "w", w)?);
+    let geo = Geometry {
+        d,
+        block: MIN_VOCAB_BLOCK.max(d),
+    };
+    let mut dh = vec![0.0f32; n * d];
+    let mut dw = if need_dw {
+        vec![0.0f32; vocab * d]
+    } else {
+        Vec::new()
+    };
+    let mut loss_sum = 0.0f64;
+    let mut hc = vec![0.0f32; CHUNK_ROWS.min(rows.len()) * d];
+    let mut logits_t = vec![0.0f32; CHUNK_ROWS.min(rows.len()) * vocab];
+    for chunk_rows in rows.chunks(CHUNK_ROWS) {
+        let c = chunk_rows.len();
+        let chunk_targets: Vec<usize> = chunk_rows.iter().map(|&r| targets[r] as usize).collect();
+        for (dst, &row) in hc.chunks_exact_mut(d).zip(chunk_rows) {
+            dst.copy_from_slice(&hs[row * d..(row + 1) * d]);
+        }
+        let chunk = Chunk {
+            h: &hc[..c * d],
+            targets: &chunk_targets,
+        };
+        let logits_t = &mut logits_t[..vocab * c];
+        let blocks = block_logits(logits_t, &ws, &chunk, geo);
+        let stats = RowStats::combine(&blocks, c);
+        loss_sum += stats
+            .losses(&blocks)
+            .iter()
+            .map(|&l| f64::from(l))
+            .sum::<f64>();
+        let dw_blocks: Vec<Option<&mut [f32]>> = if need_dw {
+            dw.chunks_mut(geo.block * d).map(Some).collect()
+        } else {
+            blocks.iter().map(|_| None).collect()
+        };
+        let partials = block_gradients(
+            logits_t, &ws, &chunk, &blocks, &stats, dw_blocks, grad_scale, geo,
+        );
+        let mut dh_chunk = vec![0.0f32; c * d];
+        dh_chunk.par_chunks_mut(d).enumerate().for_each(|(i, out)| {
+            for partial in &partials {
+                for (o, p) in out.iter_mut().zip(&partial[i * d..(i + 1) * d]) {
+                    *o += p;
+                }
+            }
+        });
+        for (src, &row) in dh_chunk.chunks_exact(d).zip(chunk_rows) {
+            dh[row * d..(row + 1) * d].copy_from_slice(src);
+        }
+    }
+    Ok(LmHeadLoss {
+        loss_sum,
+        n_targets: rows.len(),
+        dh: cpu::tensor(dh, (n, d))?,
+        dw: if need_dw {
+            Some(cpu::tensor(dw, (vocab, d))?)
+        } else {
+            None
+        },
+    })
 }
 
 /// Model width and vocabulary entries per parallel block.
