@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::cpu::{self, dims, expect_shape, read};
+use super::expf::exp;
 use super::linalg::{MatMut, MatRef, dot, matmul, sum};
 use super::{KernelError, Result};
 
@@ -45,40 +46,17 @@ pub fn attention(
                 read(KERNEL, "k", k)?,
                 read(KERNEL, "v", v)?,
             );
-            let (qh, kh, vh) = (g.queries(&qs), g.keys(&ks), g.keys(&vs));
+            let x = Inputs {
+                g,
+                q: g.queries(&qs),
+                k: g.keys(&ks),
+                v: g.keys(&vs),
+                key_mask,
+                scale,
+            };
             let heads: Vec<(Vec<f32>, Vec<f32>)> = (0..g.b * g.h)
                 .into_par_iter()
-                .map(|task| {
-                    let (b, h) = (task / g.h, task % g.h);
-                    let kv = h / g.group();
-                    let mask = key_mask.map(|m| &m[b * g.tk..(b + 1) * g.tk]);
-                    let mut out = vec![0.0f32; g.tq * g.hd];
-                    let mut lse = vec![0.0f32; g.tq];
-                    let mut scores = vec![0.0f32; Q_BLOCK.min(g.tq) * g.tk];
-                    for i0 in (0..g.tq).step_by(Q_BLOCK) {
-                        let rows = Q_BLOCK.min(g.tq - i0);
-                        let keys = g.visible_keys(i0 + rows);
-                        let s = &mut scores[..rows * keys];
-                        matmul(
-                            MatMut::rows(s, rows, keys),
-                            qh.rows(b, h, i0, rows),
-                            kh.rows(b, kv, 0, keys).t(),
-                            scale,
-                            false,
-                        );
-                        for (r, row) in s.chunks_exact_mut(keys).enumerate() {
-                            lse[i0 + r] = softmax_row(row, g.visible_keys(i0 + r + 1), mask);
-                        }
-                        matmul(
-                            MatMut::rows(&mut out[i0 * g.hd..(i0 + rows) * g.hd], rows, g.hd),
-                            MatRef::rows(s, rows, keys),
-                            vh.rows(b, kv, 0, keys),
-                            1.0,
-                            false,
-                        );
-                    }
-                    (out, lse)
-                })
+                .map(|task| forward_head(&x, task / g.h, task % g.h))
                 .collect();
             let out = interleave(g.b, g.tq, g.h, g.hd, |b, h| &heads[b * g.h + h].0);
             let lse: Vec<f32> = heads
@@ -124,80 +102,28 @@ pub fn attention_backward(
                 read(KERNEL, "lse", lse)?,
                 read(KERNEL, "dout", dout)?,
             );
-            let (qh, kh, vh) = (g.queries(&qs), g.keys(&ks), g.keys(&vs));
-            let (oh, doh) = (g.queries(&os), g.queries(&dos));
-            let group = g.group();
+            let x = Inputs {
+                g,
+                q: g.queries(&qs),
+                k: g.keys(&ks),
+                v: g.keys(&vs),
+                key_mask,
+                scale,
+            };
+            let saved = Saved {
+                out: g.queries(&os),
+                dout: g.queries(&dos),
+                lse: &lses,
+            };
             // One task per (batch, kv head): it owns dk and dv of that head and dq of its query heads.
             let grads: Vec<KvGrads> = (0..g.b * g.hkv)
                 .into_par_iter()
-                .map(|task| {
-                    let (b, kv) = (task / g.hkv, task % g.hkv);
-                    let mask = key_mask.map(|m| &m[b * g.tk..(b + 1) * g.tk]);
-                    let mut dq = vec![0.0f32; group * g.tq * g.hd];
-                    let mut dk = vec![0.0f32; g.tk * g.hd];
-                    let mut dv = vec![0.0f32; g.tk * g.hd];
-                    let block = Q_BLOCK.min(g.tq) * g.tk;
-                    let (mut p, mut dp) = (vec![0.0f32; block], vec![0.0f32; block]);
-                    for (sub, dq) in dq.chunks_exact_mut(g.tq * g.hd).enumerate() {
-                        let h = kv * group + sub;
-                        let lse = &lses[(b * g.h + h) * g.tq..(b * g.h + h + 1) * g.tq];
-                        for i0 in (0..g.tq).step_by(Q_BLOCK) {
-                            let rows = Q_BLOCK.min(g.tq - i0);
-                            let keys = g.visible_keys(i0 + rows);
-                            let (p, dp) = (&mut p[..rows * keys], &mut dp[..rows * keys]);
-                            let (q_blk, do_blk) =
-                                (qh.rows(b, h, i0, rows), doh.rows(b, h, i0, rows));
-                            let (k_vis, v_vis) = (kh.rows(b, kv, 0, keys), vh.rows(b, kv, 0, keys));
-                            matmul(MatMut::rows(p, rows, keys), q_blk, k_vis.t(), scale, false);
-                            for (r, row) in p.chunks_exact_mut(keys).enumerate() {
-                                probabilities_row(
-                                    row,
-                                    g.visible_keys(i0 + r + 1),
-                                    mask,
-                                    lse[i0 + r],
-                                );
-                            }
-                            matmul(
-                                MatMut::rows(&mut dv[..keys * g.hd], keys, g.hd),
-                                MatRef::rows(p, rows, keys).t(),
-                                do_blk,
-                                1.0,
-                                true,
-                            );
-                            matmul(MatMut::rows(dp, rows, keys), do_blk, v_vis.t(), 1.0, false);
-                            for (r, (ds, p)) in dp
-                                .chunks_exact_mut(keys)
-                                .zip(p.chunks_exact(keys))
-                                .enumerate()
-                            {
-                                let delta = dot(doh.row(b, h, i0 + r), oh.row(b, h, i0 + r));
-                                for (ds, p) in ds.iter_mut().zip(p) {
-                                    *ds = p * (*ds - delta);
-                                }
-                            }
-                            let ds = MatRef::rows(dp, rows, keys);
-                            matmul(
-                                MatMut::rows(&mut dq[i0 * g.hd..(i0 + rows) * g.hd], rows, g.hd),
-                                ds,
-                                k_vis,
-                                scale,
-                                false,
-                            );
-                            matmul(
-                                MatMut::rows(&mut dk[..keys * g.hd], keys, g.hd),
-                                ds.t(),
-                                q_blk,
-                                scale,
-                                true,
-                            );
-                        }
-                    }
-                    KvGrads { dq, dk, dv }
-                })
+                .map(|task| backward_kv_head(&x, &saved, task / g.hkv, task % g.hkv))
                 .collect();
+            let group = g.group();
             let dq = interleave(g.b, g.tq, g.h, g.hd, |b, h| {
-                let t = &grads[b * g.hkv + h / group];
-                &t.dq[(h % group) * g.tq * g.hd..(h % group + 1) * g.tq * g.hd]
+                let sub = h % group;
+                &grads[b * g.hkv + h / group].dq[sub * g.tq * g.hd..(sub + 1) * g.tq * g.hd]
             });
             let dk = interleave(g.b, g.tk, g.hkv, g.hd, |b, kv| &grads[b * g.hkv + kv].dk);
             let dv = interleave(g.b, g.tk, g.hkv, g.hd, |b, kv| &grads[b * g.hkv + kv].dv);
@@ -209,6 +135,132 @@ pub fn attention_backward(
         }
         device => Err(cpu::unsupported(KERNEL, device)),
     }
+}
+
+/// The forward's inputs as per-head matrices.
+struct Inputs<'a> {
+    g: Geometry,
+    q: Heads<'a>,
+    k: Heads<'a>,
+    v: Heads<'a>,
+    key_mask: Option<&'a [u8]>,
+    scale: f32,
+}
+
+impl Inputs<'_> {
+    /// The key mask of batch entry `b`.
+    fn mask(&self, b: usize) -> Option<&[u8]> {
+        self.key_mask
+            .map(|m| &m[b * self.g.tk..(b + 1) * self.g.tk])
+    }
+}
+
+/// What the backward reads besides the forward's inputs.
+struct Saved<'a> {
+    out: Heads<'a>,
+    dout: Heads<'a>,
+    /// `(B, H, Tq)`.
+    lse: &'a [f32],
+}
+
+/// Output `(Tq, hd)` and log-sum-exp `(Tq)` of query head `h` of batch entry `b`, one block of
+/// query rows at a time against the keys the block can see.
+fn forward_head(x: &Inputs<'_>, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
+    let g = x.g;
+    let kv = h / g.group();
+    let mask = x.mask(b);
+    let mut out = vec![0.0f32; g.tq * g.hd];
+    let mut lse = vec![0.0f32; g.tq];
+    let mut scores = vec![0.0f32; Q_BLOCK.min(g.tq) * g.tk];
+    for i0 in (0..g.tq).step_by(Q_BLOCK) {
+        let rows = Q_BLOCK.min(g.tq - i0);
+        let keys = g.visible_keys(i0 + rows);
+        let s = &mut scores[..rows * keys];
+        matmul(
+            MatMut::rows(s, rows, keys),
+            x.q.rows(b, h, i0, rows),
+            x.k.rows(b, kv, 0, keys).t(),
+            x.scale,
+            false,
+        );
+        for (r, row) in s.chunks_exact_mut(keys).enumerate() {
+            lse[i0 + r] = softmax_row(row, g.visible_keys(i0 + r + 1), mask);
+        }
+        let out_blk = MatMut::rows(&mut out[i0 * g.hd..(i0 + rows) * g.hd], rows, g.hd);
+        matmul(
+            out_blk,
+            MatRef::rows(s, rows, keys),
+            x.v.rows(b, kv, 0, keys),
+            1.0,
+            false,
+        );
+    }
+    (out, lse)
+}
+
+/// Gradients owned by key/value head `kv` of batch entry `b`: its dk and dv, summed over the
+/// group's query heads and query blocks in order, and dq of the group's query heads.
+fn backward_kv_head(x: &Inputs<'_>, saved: &Saved<'_>, b: usize, kv: usize) -> KvGrads {
+    let (g, group, scale) = (x.g, x.g.group(), x.scale);
+    let mask = x.mask(b);
+    let mut dq = vec![0.0f32; group * g.tq * g.hd];
+    let mut dk = vec![0.0f32; g.tk * g.hd];
+    let mut dv = vec![0.0f32; g.tk * g.hd];
+    let block = Q_BLOCK.min(g.tq) * g.tk;
+    let (mut p, mut dp) = (vec![0.0f32; block], vec![0.0f32; block]);
+    for (sub, dq) in dq.chunks_exact_mut(g.tq * g.hd).enumerate() {
+        let h = kv * group + sub;
+        let lse = &saved.lse[(b * g.h + h) * g.tq..(b * g.h + h + 1) * g.tq];
+        for i0 in (0..g.tq).step_by(Q_BLOCK) {
+            let rows = Q_BLOCK.min(g.tq - i0);
+            let keys = g.visible_keys(i0 + rows);
+            let (p, dp) = (&mut p[..rows * keys], &mut dp[..rows * keys]);
+            let (q_blk, do_blk) = (x.q.rows(b, h, i0, rows), saved.dout.rows(b, h, i0, rows));
+            let (k_vis, v_vis) = (x.k.rows(b, kv, 0, keys), x.v.rows(b, kv, 0, keys));
+            // P, recomputed from the scores and the saved log-sum-exp.
+            matmul(MatMut::rows(p, rows, keys), q_blk, k_vis.t(), scale, false);
+            for (r, row) in p.chunks_exact_mut(keys).enumerate() {
+                probabilities_row(row, g.visible_keys(i0 + r + 1), mask, lse[i0 + r]);
+            }
+            // dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P ⊙ (dP − rowsum(dO ⊙ O)).
+            let p_mat = MatRef::rows(p, rows, keys);
+            matmul(
+                MatMut::rows(&mut dv[..keys * g.hd], keys, g.hd),
+                p_mat.t(),
+                do_blk,
+                1.0,
+                true,
+            );
+            matmul(MatMut::rows(dp, rows, keys), do_blk, v_vis.t(), 1.0, false);
+            for (r, (ds, p)) in dp
+                .chunks_exact_mut(keys)
+                .zip(p.chunks_exact(keys))
+                .enumerate()
+            {
+                let delta = dot(saved.dout.row(b, h, i0 + r), saved.out.row(b, h, i0 + r));
+                for (ds, p) in ds.iter_mut().zip(p) {
+                    *ds = p * (*ds - delta);
+                }
+            }
+            // dQ = scale·dS·K; dK += scale·dSᵀ·Q.
+            let ds = MatRef::rows(dp, rows, keys);
+            matmul(
+                MatMut::rows(&mut dq[i0 * g.hd..(i0 + rows) * g.hd], rows, g.hd),
+                ds,
+                k_vis,
+                scale,
+                false,
+            );
+            matmul(
+                MatMut::rows(&mut dk[..keys * g.hd], keys, g.hd),
+                ds.t(),
+                q_blk,
+                scale,
+                true,
+            );
+        }
+    }
+    KvGrads { dq, dk, dv }
 }
 
 /// Gradients computed by one (batch, kv head) task of the backward.
@@ -251,7 +303,7 @@ impl Geometry {
                 k.dims()
             ));
         }
-        if hd == 0 || hkv == 0 || h % hkv != 0 {
+        if hd == 0 || h == 0 || hkv == 0 || !h.is_multiple_of(hkv) {
             return shape_error(format!(
                 "{h} query heads cannot be grouped over {hkv} key/value heads of dim {hd}"
             ));
@@ -338,7 +390,7 @@ fn softmax_row(row: &mut [f32], allowed: usize, mask: Option<&[u8]>) -> f32 {
         return f32::NEG_INFINITY;
     }
     for x in row.iter_mut() {
-        *x = (*x - max).exp();
+        *x = exp(*x - max);
     }
     let total = sum(row);
     let inv = 1.0 / total;
@@ -357,7 +409,7 @@ fn probabilities_row(row: &mut [f32], allowed: usize, mask: Option<&[u8]>, lse: 
     }
     mask_row(row, allowed, mask);
     for x in row.iter_mut() {
-        *x = (*x - lse).exp();
+        *x = exp(*x - lse);
     }
 }
 

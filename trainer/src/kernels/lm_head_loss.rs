@@ -1,20 +1,25 @@
 //! The LM head fused with cross-entropy and its gradient, without materialising the `(N, V)`
-//! logits: only rows with a target are computed, in chunks of rows, and each chunk's logits are
-//! turned into their gradient in place.
+//! logits: only rows with a target are computed, in chunks of rows. Within a chunk the vocabulary
+//! is split into fixed blocks, one parallel task each: a first pass computes a block's logits and
+//! softmax statistics; after the blocks' statistics are combined per row, a second pass turns the
+//! block's logits into their gradient in place, multiplies it into a partial `dh` and adds it
+//! into the block's rows of `dw`. The partial `dh` are summed in block order.
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::cpu::{self, dims, expect_len, read};
+use super::expf::exp;
 use super::linalg::{MatMut, MatRef, matmul};
 use super::{KernelError, Result};
 
+const KERNEL: &str = "lm_head_loss";
+
 /// Target rows per chunk: the chunk's logits take `CHUNK_ROWS × V` floats.
 const CHUNK_ROWS: usize = 128;
-/// Vocabulary entries per parallel task.
-const VOCAB_BLOCK: usize = 2048;
-/// Model-width columns of `dh` per parallel task.
-const WIDTH_BLOCK: usize = 32;
+/// Fewest vocabulary entries per parallel task. A block is also at least `D` entries, so the
+/// blocks' partial `dh` (each `rows × D`) take no more memory than the chunk's logits.
+const MIN_VOCAB_BLOCK: usize = 2048;
 
 /// Loss and gradients of [`lm_head_loss`].
 #[derive(Debug, Clone)]
@@ -39,98 +44,119 @@ pub fn lm_head_loss(
     grad_scale: f32,
     need_dw: bool,
 ) -> Result<LmHeadLoss> {
-    const KERNEL: &str = "lm_head_loss";
     match h.device() {
-        Device::Cpu => {
-            let [n, d] = dims(KERNEL, "h", h)?;
-            let [vocab, wd] = dims(KERNEL, "w", w)?;
-            if wd != d || d == 0 || vocab == 0 {
-                return Err(KernelError::Shape {
-                    kernel: KERNEL,
-                    detail: format!(
-                        "`h` is {:?} and `w` is {:?}: need (N, D) and (V, D) with D, V > 0",
-                        h.dims(),
-                        w.dims()
-                    ),
-                });
-            }
-            expect_len(KERNEL, "targets", targets.len(), n)?;
-            let mut rows = Vec::new();
-            for (row, &target) in targets.iter().enumerate() {
-                match usize::try_from(target) {
-                    Ok(t) if t < vocab => rows.push(row),
-                    _ if target == -1 => {}
-                    _ => return Err(KernelError::TargetOutOfRange { row, target, vocab }),
-                }
-            }
-            let (hs, ws) = (read(KERNEL, "h", h)?, read(KERNEL, "w", w)?);
-            let size = Dims { d, vocab };
-            let mut dh = vec![0.0f32; n * d];
-            let mut dw = if need_dw {
-                vec![0.0f32; vocab * d]
-            } else {
-                Vec::new()
-            };
-            let mut loss_sum = 0.0f64;
-            let mut buffers = Buffers::new(CHUNK_ROWS.min(rows.len()), size);
-            for chunk in rows.chunks(CHUNK_ROWS) {
-                let chunk_targets: Vec<usize> =
-                    chunk.iter().map(|&r| targets[r] as usize).collect();
-                for (dst, &row) in buffers.h.chunks_exact_mut(d).zip(chunk) {
-                    dst.copy_from_slice(&hs[row * d..(row + 1) * d]);
-                }
-                let losses =
-                    chunk_loss_and_grad(&mut buffers, &ws, &chunk_targets, size, grad_scale);
-                loss_sum += losses.iter().map(|&l| f64::from(l)).sum::<f64>();
-                for (ci, &row) in chunk.iter().enumerate() {
-                    for (j, g) in dh[row * d..(row + 1) * d].iter_mut().enumerate() {
-                        *g = buffers.dh_t[j * chunk.len() + ci];
-                    }
-                }
-                if need_dw {
-                    accumulate_dw(&mut dw, &buffers, chunk.len(), size);
-                }
-            }
-            Ok(LmHeadLoss {
-                loss_sum,
-                n_targets: rows.len(),
-                dh: cpu::tensor(dh, (n, d))?,
-                dw: if need_dw {
-                    Some(cpu::tensor(dw, (vocab, d))?)
-                } else {
-                    None
-                },
-            })
-        }
+        Device::Cpu => on_cpu(h, w, targets, grad_scale, need_dw),
         device => Err(cpu::unsupported(KERNEL, device)),
     }
 }
 
-/// Model width and vocabulary size.
-#[derive(Clone, Copy)]
-struct Dims {
-    d: usize,
-    vocab: usize,
-}
-
-/// Scratch reused by every chunk (sized for a full chunk; a chunk of `c` rows uses the prefixes).
-struct Buffers {
-    /// The chunk's hidden rows, `(c, D)`.
-    h: Vec<f32>,
-    /// Transposed logits, then their gradient, `(V, c)`: a vocabulary block is a contiguous range.
-    logits_t: Vec<f32>,
-    /// Transposed gradient of the chunk's hidden rows, `(D, c)`.
-    dh_t: Vec<f32>,
-}
-
-impl Buffers {
-    fn new(rows: usize, size: Dims) -> Self {
-        Self {
-            h: vec![0.0; rows * size.d],
-            logits_t: vec![0.0; size.vocab * rows],
-            dh_t: vec![0.0; size.d * rows],
+/// The CPU path of [`lm_head_loss`]: chunks of target rows, each in two passes over the
+/// vocabulary blocks.
+fn on_cpu(
+    h: &Tensor,
+    w: &Tensor,
+    targets: &[i32],
+    grad_scale: f32,
+    need_dw: bool,
+) -> Result<LmHeadLoss> {
+    let [n, d] = dims(KERNEL, "h", h)?;
+    let [vocab, wd] = dims(KERNEL, "w", w)?;
+    if wd != d || d == 0 || vocab == 0 {
+        return Err(KernelError::Shape {
+            kernel: KERNEL,
+            detail: format!(
+                "`h` is {:?} and `w` is {:?}: need (N, D) and (V, D) with D, V > 0",
+                h.dims(),
+                w.dims()
+            ),
+        });
+    }
+    expect_len(KERNEL, "targets", targets.len(), n)?;
+    let mut rows = Vec::new();
+    for (row, &target) in targets.iter().enumerate() {
+        match usize::try_from(target) {
+            Ok(t) if t < vocab => rows.push(row),
+            _ if target == -1 => {}
+            _ => return Err(KernelError::TargetOutOfRange { row, target, vocab }),
         }
     }
+    let (hs, ws) = (read(KERNEL, "h", h)?, read(KERNEL, "w", w)?);
+    let geo = Geometry {
+        d,
+        block: MIN_VOCAB_BLOCK.max(d),
+    };
+    let mut dh = vec![0.0f32; n * d];
+    let mut dw = if need_dw {
+        vec![0.0f32; vocab * d]
+    } else {
+        Vec::new()
+    };
+    let mut loss_sum = 0.0f64;
+    let mut hc = vec![0.0f32; CHUNK_ROWS.min(rows.len()) * d];
+    let mut logits_t = vec![0.0f32; CHUNK_ROWS.min(rows.len()) * vocab];
+    for chunk_rows in rows.chunks(CHUNK_ROWS) {
+        let c = chunk_rows.len();
+        let chunk_targets: Vec<usize> = chunk_rows.iter().map(|&r| targets[r] as usize).collect();
+        for (dst, &row) in hc.chunks_exact_mut(d).zip(chunk_rows) {
+            dst.copy_from_slice(&hs[row * d..(row + 1) * d]);
+        }
+        let chunk = Chunk {
+            h: &hc[..c * d],
+            targets: &chunk_targets,
+        };
+        let logits_t = &mut logits_t[..vocab * c];
+        let blocks = block_logits(logits_t, &ws, &chunk, geo);
+        let stats = RowStats::combine(&blocks, c);
+        loss_sum += stats
+            .losses(&blocks)
+            .iter()
+            .map(|&l| f64::from(l))
+            .sum::<f64>();
+        let dw_blocks: Vec<Option<&mut [f32]>> = if need_dw {
+            dw.chunks_mut(geo.block * d).map(Some).collect()
+        } else {
+            blocks.iter().map(|_| None).collect()
+        };
+        let partials = block_gradients(
+            logits_t, &ws, &chunk, &blocks, &stats, dw_blocks, grad_scale, geo,
+        );
+        let mut dh_chunk = vec![0.0f32; c * d];
+        dh_chunk.par_chunks_mut(d).enumerate().for_each(|(i, out)| {
+            for partial in &partials {
+                for (o, p) in out.iter_mut().zip(&partial[i * d..(i + 1) * d]) {
+                    *o += p;
+                }
+            }
+        });
+        for (src, &row) in dh_chunk.chunks_exact(d).zip(chunk_rows) {
+            dh[row * d..(row + 1) * d].copy_from_slice(src);
+        }
+    }
+    Ok(LmHeadLoss {
+        loss_sum,
+        n_targets: rows.len(),
+        dh: cpu::tensor(dh, (n, d))?,
+        dw: if need_dw {
+            Some(cpu::tensor(dw, (vocab, d))?)
+        } else {
+            None
+        },
+    })
+}
+
+/// Model width and vocabulary entries per parallel block.
+#[derive(Clone, Copy)]
+struct Geometry {
+    d: usize,
+    block: usize,
+}
+
+/// The target rows of one chunk.
+struct Chunk<'a> {
+    /// Their hidden states, `(c, D)`.
+    h: &'a [f32],
+    /// Their targets, `c` of them.
+    targets: &'a [usize],
 }
 
 /// Softmax statistics of one vocabulary block for each row of a chunk.
@@ -143,32 +169,31 @@ struct BlockStats {
     target_logits: Vec<(usize, f32)>,
 }
 
-/// Computes the chunk's logits and per-row losses, turns the logits into
-/// `grad_scale · (softmax − onehot)` in place and fills `dh_t`. Returns the per-row losses.
-fn chunk_loss_and_grad(
-    buf: &mut Buffers,
+/// First pass over one chunk: the transposed logits `(V, c)` of every vocabulary block (a
+/// contiguous range), left exponentiated against the block's row maxima, and the blocks'
+/// statistics.
+fn block_logits(
+    logits_t: &mut [f32],
     w: &[f32],
-    targets: &[usize],
-    size: Dims,
-    grad_scale: f32,
-) -> Vec<f32> {
-    let (c, d, vocab) = (targets.len(), size.d, size.vocab);
-    let h = &buf.h[..c * d];
-    let logits_t = &mut buf.logits_t[..vocab * c];
-    // Logits of each vocabulary block, exponentiated against the block's row maxima.
-    let stats: Vec<BlockStats> = logits_t
-        .par_chunks_mut(VOCAB_BLOCK * c)
+    chunk: &Chunk<'_>,
+    geo: Geometry,
+) -> Vec<BlockStats> {
+    let (c, d) = (chunk.targets.len(), geo.d);
+    let h_t = MatRef::rows(chunk.h, c, d).t();
+    logits_t
+        .par_chunks_mut(geo.block * c)
         .enumerate()
         .map(|(blk, lt)| {
-            let (v0, vb) = (blk * VOCAB_BLOCK, lt.len() / c);
+            let (v0, vb) = (blk * geo.block, lt.len() / c);
             matmul(
                 MatMut::rows(lt, vb, c),
                 MatRef::rows(&w[v0 * d..(v0 + vb) * d], vb, d),
-                MatRef::rows(h, c, d).t(),
+                h_t,
                 1.0,
                 false,
             );
-            let target_logits = targets
+            let target_logits = chunk
+                .targets
                 .iter()
                 .enumerate()
                 .filter(|&(_, &t)| (v0..v0 + vb).contains(&t))
@@ -183,7 +208,7 @@ fn chunk_loss_and_grad(
             let mut sum = vec![0.0f32; c];
             for row in lt.chunks_exact_mut(c) {
                 for ((x, m), s) in row.iter_mut().zip(&max).zip(&mut sum) {
-                    *x = (*x - m).exp();
+                    *x = exp(*x - m);
                     *s += *x;
                 }
             }
@@ -193,82 +218,94 @@ fn chunk_loss_and_grad(
                 target_logits,
             }
         })
-        .collect();
-    // Combine the blocks in order: log-sum-exp and loss per row.
-    let mut losses = vec![0.0f32; c];
-    let mut row_max = vec![f32::NEG_INFINITY; c];
-    for s in &stats {
-        for (m, &x) in row_max.iter_mut().zip(&s.max) {
-            *m = m.max(x);
+        .collect()
+}
+
+/// Per-row softmax statistics over the whole vocabulary, combined from the blocks in order.
+struct RowStats {
+    max: Vec<f32>,
+    sum: Vec<f32>,
+}
+
+impl RowStats {
+    fn combine(blocks: &[BlockStats], c: usize) -> Self {
+        let mut max = vec![f32::NEG_INFINITY; c];
+        for b in blocks {
+            for (m, &x) in max.iter_mut().zip(&b.max) {
+                *m = m.max(x);
+            }
         }
-    }
-    let mut row_sum = vec![0.0f32; c];
-    for s in &stats {
-        for (((total, &m), &bm), &bs) in row_sum.iter_mut().zip(&row_max).zip(&s.max).zip(&s.sum) {
-            *total += bs * (bm - m).exp();
+        let mut sum = vec![0.0f32; c];
+        for b in blocks {
+            for (((total, &m), &bm), &bs) in sum.iter_mut().zip(&max).zip(&b.max).zip(&b.sum) {
+                *total += bs * (bm - m).exp();
+            }
         }
-        for &(i, logit) in &s.target_logits {
-            losses[i] = -logit;
+        Self { max, sum }
+    }
+
+    /// `log-sum-exp − target logit` of each row.
+    fn losses(&self, blocks: &[BlockStats]) -> Vec<f32> {
+        let mut losses: Vec<f32> = self
+            .max
+            .iter()
+            .zip(&self.sum)
+            .map(|(&m, &s)| m + s.ln())
+            .collect();
+        for &(i, logit) in blocks.iter().flat_map(|b| &b.target_logits) {
+            losses[i] -= logit;
         }
+        losses
     }
-    for ((loss, &m), &s) in losses.iter_mut().zip(&row_max).zip(&row_sum) {
-        *loss += m + s.ln();
-    }
-    // dlogits = grad_scale · (softmax − onehot), block by block.
+}
+
+/// Second pass over one chunk, per vocabulary block: `dlogits = grad_scale · (softmax − onehot)`
+/// in place, the block's partial `dh = dlogits_blockᵀ · w_block` (returned, `(c, D)` each, in block
+/// order) and, where given, `dw_block += dlogits_block · h`.
+#[allow(clippy::too_many_arguments)] // the two passes' shared state, named as in the first pass
+fn block_gradients(
+    logits_t: &mut [f32],
+    w: &[f32],
+    chunk: &Chunk<'_>,
+    blocks: &[BlockStats],
+    rows: &RowStats,
+    dw_blocks: Vec<Option<&mut [f32]>>,
+    grad_scale: f32,
+    geo: Geometry,
+) -> Vec<Vec<f32>> {
+    let (c, d) = (chunk.targets.len(), geo.d);
+    let h = MatRef::rows(chunk.h, c, d);
     logits_t
-        .par_chunks_mut(VOCAB_BLOCK * c)
-        .zip(&stats)
+        .par_chunks_mut(geo.block * c)
+        .zip(blocks)
+        .zip(dw_blocks)
         .enumerate()
-        .for_each(|(blk, (lt, s))| {
-            let factor: Vec<f32> = s
-                .max
-                .iter()
-                .zip(&row_max)
-                .zip(&row_sum)
-                .map(|((&bm, &m), &total)| (bm - m).exp() / total * grad_scale)
+        .map(|(blk, ((lt, stats), dw))| {
+            let (v0, vb) = (blk * geo.block, lt.len() / c);
+            let factor: Vec<f32> = (0..c)
+                .map(|i| (stats.max[i] - rows.max[i]).exp() / rows.sum[i] * grad_scale)
                 .collect();
             for row in lt.chunks_exact_mut(c) {
                 for (x, f) in row.iter_mut().zip(&factor) {
                     *x *= f;
                 }
             }
-            let v0 = blk * VOCAB_BLOCK;
-            for &(i, _) in &s.target_logits {
-                lt[(targets[i] - v0) * c + i] -= grad_scale;
+            for &(i, _) in &stats.target_logits {
+                lt[(chunk.targets[i] - v0) * c + i] -= grad_scale;
             }
-        });
-    // dhᵀ = wᵀ · dlogitsᵀ, by blocks of model-width columns.
-    let dlogits_t = MatRef::rows(logits_t, vocab, c);
-    buf.dh_t[..d * c]
-        .par_chunks_mut(WIDTH_BLOCK * c)
-        .enumerate()
-        .for_each(|(blk, dst)| {
-            let (j0, width) = (blk * WIDTH_BLOCK, dst.len() / c);
+            let dlogits_t = MatRef::rows(lt, vb, c);
+            let mut dh = vec![0.0f32; c * d];
             matmul(
-                MatMut::rows(dst, width, c),
-                MatRef::new(&w[j0..], width, vocab, 1, d),
-                dlogits_t,
+                MatMut::rows(&mut dh, c, d),
+                dlogits_t.t(),
+                MatRef::rows(&w[v0 * d..(v0 + vb) * d], vb, d),
                 1.0,
                 false,
             );
-        });
-    losses
-}
-
-/// `dw += dlogitsᵀ · h` for the chunk in `buf`, by vocabulary blocks.
-fn accumulate_dw(dw: &mut [f32], buf: &Buffers, c: usize, size: Dims) {
-    let d = size.d;
-    let h = MatRef::rows(&buf.h[..c * d], c, d);
-    dw.par_chunks_mut(VOCAB_BLOCK * d)
-        .zip(buf.logits_t[..size.vocab * c].par_chunks(VOCAB_BLOCK * c))
-        .for_each(|(dw, lt)| {
-            let vb = lt.len() / c;
-            matmul(
-                MatMut::rows(dw, vb, d),
-                MatRef::rows(lt, vb, c),
-                h,
-                1.0,
-                true,
-            );
-        });
+            if let Some(dw) = dw {
+                matmul(MatMut::rows(dw, vb, d), dlogits_t, h, 1.0, true);
+            }
+            dh
+        })
+        .collect()
 }

@@ -31,6 +31,7 @@ mod cpu;
 mod dropout;
 mod embedding;
 mod error;
+mod expf;
 mod linalg;
 mod lm_head_loss;
 mod rms_norm;

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::Result;
 use super::cpu::{self, read};
+use super::expf::exp;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -22,7 +23,7 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
                 .zip(u.par_chunks(CHUNK))
                 .for_each(|((y, g), u)| {
                     for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-                        *y = g / (1.0 + (-g).exp()) * u;
+                        *y = g / (1.0 + exp(-g)) * u;
                     }
                 });
             cpu::tensor(y, gate.shape())
@@ -54,7 +55,7 @@ pub fn swiglu_backward(gate: &Tensor, up: &Tensor, dy: &Tensor) -> Result<(Tenso
                     for ((dg, du), ((&g, &u), &dy)) in
                         dg.iter_mut().zip(du).zip(g.iter().zip(u).zip(dy))
                     {
-                        let sig = 1.0 / (1.0 + (-g).exp());
+                        let sig = 1.0 / (1.0 + exp(-g));
                         *du = dy * (g * sig);
                         *dg = dy * u * sig * (1.0 + g * (1.0 - sig));
                     }

@@ -18,7 +18,13 @@ fn forward_and_backward_match_reference_tape_and_finite_differences() {
     let mut rng = rng(1);
     // 70 rows: more than one block of the weight-gradient reduction.
     let (n, d) = (70, 37);
-    let x = uniform(&mut rng, &[n, d], 2.0);
+    // In the first rows mean(x²) is about 0.03, so eps moves rstd by 2e-4, well beyond the
+    // tolerance, while the finite-difference step stays small against the values.
+    let row_scale: Vec<f32> = (0..n).map(|i| if i < 4 { 0.15 } else { 1.0 }).collect();
+    let row_scale = Tensor::from_vec(row_scale, (n, 1), &candle_core::Device::Cpu).unwrap();
+    let x = uniform(&mut rng, &[n, d], 2.0)
+        .broadcast_mul(&row_scale)
+        .unwrap();
     let w = uniform(&mut rng, &[d], 1.5);
     let dy = uniform(&mut rng, &[n, d], 1.0);
 
