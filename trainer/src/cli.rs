@@ -91,7 +91,7 @@ pub fn main() -> ExitCode {
         Ok(Finish::Completed) => ExitCode::SUCCESS,
         Ok(Finish::Interrupted) => ExitCode::from(130),
         Err(e) => {
-            let message = format!("{e:#}");
+            let message = render_error(&e);
             eprintln!("error: {message}");
             report_termination(&message);
             ExitCode::FAILURE
@@ -131,6 +131,22 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// The error and its causes on one line, each cause once: error types that already print their
+/// source are not followed by it again.
+fn render_error(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 /// Kubernetes shows a container's termination message in the pod status: put the error there.

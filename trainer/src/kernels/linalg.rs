@@ -165,19 +165,37 @@ pub(super) fn matmul(dst: MatMut<'_>, a: MatRef<'_>, b: MatRef<'_>, scale: f32, 
     }
 }
 
-/// Σ a[i]·b[i] in a fixed order (interleaved partial sums, then a fixed tree).
+/// Σ a[i]·b[i] in a fixed order (interleaved partial sums, then a fixed tree). Uses fused
+/// multiply-adds where the CPU has them (AVX2 + FMA), so results are reproducible on one machine,
+/// not across CPU generations — as with the GEMMs.
 pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot of slices of different lengths");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU features `dot_fma` is compiled for were just detected.
+        return unsafe { dot_fma(a, b) };
+    }
+    dot_lanes(a, b, |s, x, y| s + x * y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes(a, b, |s, x, y| x.mul_add(y, s))
+}
+
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32], step: impl Fn(f32, f32, f32) -> f32) -> f32 {
     let (a_chunks, a_tail) = a.as_chunks::<LANES>();
     let (b_chunks, b_tail) = b.as_chunks::<LANES>();
     let mut acc = [0.0f32; LANES];
     for (x, y) in a_chunks.iter().zip(b_chunks) {
         for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *s += x * y;
+            *s = step(*s, *x, *y);
         }
     }
     for ((s, x), y) in acc.iter_mut().zip(a_tail).zip(b_tail) {
-        *s += x * y;
+        *s = step(*s, *x, *y);
     }
     fold(acc)
 }

@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use super::grads::GradSink;
 use super::params::ParamId;
 use super::pass::{Pass, Site};
+use crate::kernels::linear;
 use crate::quant::nf4::Nf4Tensor;
 
 /// A projection's base weight, shaped (out, in).
@@ -103,12 +104,12 @@ impl Linear {
         pass: &Pass,
     ) -> anyhow::Result<(Tensor, LinearSaved)> {
         let w = self.weight.dense()?;
-        let mut y = x.matmul(&w.t()?)?;
+        let mut y = linear(x, &w)?;
         let mut lora_hidden = None;
         if let Some(l) = &self.lora {
             let xd = pass.lora_dropout(x, l.dropout, site)?;
-            let h = xd.matmul(&l.a.t()?)?;
-            y = (y + (h.matmul(&l.b.t()?)? * l.scale)?)?;
+            let h = linear(&xd, &l.a)?;
+            y = (y + (linear(&h, &l.b)? * l.scale)?)?;
             lora_hidden = Some(h);
         }
         Ok((y, LinearSaved { lora_hidden }))

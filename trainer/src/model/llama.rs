@@ -16,7 +16,7 @@ use super::linear::{Linear, Lora, Weight};
 use super::params::ParamId;
 use super::pass::Pass;
 use crate::kernels::{
-    RopeTable, embedding, embedding_backward, lm_head_loss, rms_norm, rms_norm_backward,
+    RopeTable, embedding, embedding_backward, linear, lm_head_loss, rms_norm, rms_norm_backward,
 };
 
 /// LoRA adapter settings.
@@ -384,7 +384,7 @@ impl Llama {
             &self.final_norm,
             self.config.rms_norm_eps as f32,
         )?;
-        Ok(h.matmul(&self.head().t()?)?)
+        Ok(linear(&h, self.head())?)
     }
 
     /// Like [`Llama::logits`] after cached keys/values (which it extends), returning only each

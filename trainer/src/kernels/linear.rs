@@ -1,0 +1,81 @@
+//! `x·wᵀ` for a projection weight `w: (out, in)`. Few rows (decoding) go through dot products
+//! that stream each weight row once without packing it; many rows go through candle's GEMM.
+
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+
+use super::Result;
+use super::cpu::{dims, read, tensor};
+use super::linalg::dot;
+
+/// Row counts up to this use the dot-product path: at decoding sizes GEMM spends as long packing
+/// the weight as multiplying it.
+const SMALL_ROWS: usize = 16;
+
+/// Output features per parallel task.
+const CHUNK: usize = 64;
+
+/// `x: (rows, in)` times `w: (out, in)` transposed → `(rows, out)`.
+pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    const KERNEL: &str = "linear";
+    match x.device() {
+        Device::Cpu if x.dim(0)? <= SMALL_ROWS => {
+            let [rows, inp] = dims(KERNEL, "x", x)?;
+            let [out, w_in] = dims(KERNEL, "w", w)?;
+            if w_in != inp {
+                return Err(candle_core::Error::ShapeMismatchBinaryOp {
+                    lhs: x.shape().clone(),
+                    rhs: w.shape().clone(),
+                    op: "linear",
+                }
+                .into());
+            }
+            let (xs, ws) = (read(KERNEL, "x", x)?, read(KERNEL, "w", w)?);
+            // Feature-major (out, rows), so each task writes one contiguous block.
+            let mut yt = vec![0.0f32; out * rows];
+            yt.par_chunks_mut(CHUNK * rows)
+                .enumerate()
+                .for_each(|(c, block)| {
+                    for (k, ys) in block.chunks_mut(rows).enumerate() {
+                        let j = c * CHUNK + k;
+                        let wj = &ws[j * inp..(j + 1) * inp];
+                        for (i, y) in ys.iter_mut().enumerate() {
+                            *y = dot(&xs[i * inp..(i + 1) * inp], wj);
+                        }
+                    }
+                });
+            let mut y = vec![0.0f32; rows * out];
+            for (j, col) in yt.chunks(rows).enumerate() {
+                for (i, &v) in col.iter().enumerate() {
+                    y[i * out + j] = v;
+                }
+            }
+            tensor(y, (rows, out))
+        }
+        _ => Ok(x.matmul(&w.t()?)?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_matmul_for_few_and_many_rows() {
+        let w = Tensor::randn(0f32, 1.0, (70, 33), &Device::Cpu).unwrap();
+        for rows in [1, 5, SMALL_ROWS, SMALL_ROWS + 1] {
+            let x = Tensor::randn(0f32, 1.0, (rows, 33), &Device::Cpu).unwrap();
+            let want = x.matmul(&w.t().unwrap()).unwrap();
+            let got = linear(&x, &w).unwrap();
+            let diff = (got - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-5, "{rows} rows: {diff}");
+        }
+    }
+}
