@@ -65,6 +65,7 @@ struct FigureView {
     name: &'static str,
     title: String,
     file: String,
+    /// Written unescaped: a fixed prefix and base64 text.
     data_uri: String,
     width: u32,
     height: u32,

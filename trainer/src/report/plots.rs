@@ -100,6 +100,7 @@ impl LineChart {
         let Some((x_range, y_range)) = bounds(all.clone().map(|p| p.0), all.map(|p| p.1)) else {
             return Ok(None);
         };
+        let y_range = y_range.start..above_legend(y_range, self.series.len());
         let mut svg = String::new();
         {
             let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -113,7 +114,10 @@ impl LineChart {
                 .y_desc(&self.y_label)
                 .y_label_formatter(&|v| format_number(*v))
                 .x_label_formatter(&|v| format_number(*v))
-                .light_line_style(RGBColor(235, 235, 235))
+                .light_line_style(RGBColor(238, 238, 238))
+                .max_light_lines(2)
+                .label_style(("sans-serif", 15))
+                .axis_desc_style(("sans-serif", 16))
                 .draw()
                 .map_err(plot_error)?;
             for (series, points) in self.series.iter().zip(points) {
@@ -152,7 +156,10 @@ impl BarChart {
             .flat_map(|b| b.values.iter().copied())
             .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max);
-        let y_max = if top > 0.0 { top * 1.2 } else { 1.0 };
+        let y_max = above_legend(
+            0.0..if top > 0.0 { top * 1.1 } else { 1.0 },
+            self.bars.len(),
+        );
         // Group i spans x in [i * SLOT, (i + 1) * SLOT); its bars fill the middle 80 %.
         const SLOT: i64 = 1000;
         let n = groups as i64;
@@ -174,7 +181,10 @@ impl BarChart {
                     self.categories.get(i).cloned().unwrap_or_default()
                 })
                 .y_label_formatter(&|v| format_number(*v))
-                .light_line_style(RGBColor(235, 235, 235))
+                .light_line_style(RGBColor(238, 238, 238))
+                .max_light_lines(2)
+                .label_style(("sans-serif", 15))
+                .axis_desc_style(("sans-serif", 16))
                 .draw()
                 .map_err(plot_error)?;
             for (k, bars) in self.bars.iter().enumerate() {
@@ -197,7 +207,7 @@ impl BarChart {
                 if self.bars.len() > MAX_LABELLED_BARS {
                     continue;
                 }
-                let text = ("sans-serif", 11)
+                let text = ("sans-serif", 14)
                     .into_font()
                     .color(&BLACK)
                     .pos(Pos::new(HPos::Center, VPos::Bottom));
@@ -225,7 +235,7 @@ fn caption<'a, 'b>(
 ) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
     let mut builder = ChartBuilder::on(root);
     builder
-        .caption(title, ("sans-serif", 20))
+        .caption(title, ("sans-serif", 24))
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(72);
@@ -240,9 +250,18 @@ fn legend<'a, X: Ranged, Y: Ranged>(
         .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(180, 180, 180))
-        .label_font(("sans-serif", 13))
+        .label_font(("sans-serif", 16))
         .draw()
         .map_err(plot_error)
+}
+
+/// The top of a y axis on which `range` fills the plot below a legend of `entries` rows in its
+/// upper right corner.
+fn above_legend(range: std::ops::Range<f64>, entries: usize) -> f64 {
+    // The plot area's height: the chart less caption, margins and the x label area.
+    const PLOT_HEIGHT: f64 = SIZE.1 as f64 - 100.0;
+    let legend = (entries as f64 * 20.0 + 16.0).min(PLOT_HEIGHT / 2.0) / PLOT_HEIGHT;
+    range.start + (range.end - range.start) / (1.0 - legend)
 }
 
 /// The x and y ranges that hold every value with a margin; `None` without values.
