@@ -308,6 +308,38 @@ fn plot_error(e: impl std::fmt::Display) -> anyhow::Error {
 mod tests {
     use super::*;
 
+    fn series(points: Vec<(f64, f64)>) -> LineChart {
+        LineChart {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            series: vec![Series {
+                label: "run".into(),
+                color: color(0),
+                points,
+            }],
+        }
+    }
+
+    #[test]
+    fn charts_without_finite_points_are_not_drawn() {
+        assert!(series(vec![]).svg().unwrap().is_none());
+        assert!(series(vec![(1.0, f64::NAN)]).svg().unwrap().is_none());
+        let one = series(vec![(1.0, f64::NAN), (2.0, 3.0)])
+            .svg()
+            .unwrap()
+            .unwrap();
+        assert_eq!(one.matches("<circle").count(), 1, "a lone point is marked");
+    }
+
+    #[test]
+    fn the_legend_gets_room_above_the_data() {
+        // Two legend rows take 56 of the 300 plot pixels: the data keeps the lower 244.
+        let top = above_legend(0.0..1.0, 2);
+        assert!((1.0 / top - 244.0 / 300.0).abs() < 1e-12, "{top}");
+        assert_eq!(above_legend(2.0..2.0, 3), 2.0);
+    }
+
     #[test]
     fn tick_labels() {
         assert_eq!(format_number(0.0), "0");

@@ -185,3 +185,26 @@ fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_directory_names_unless_they_repeat() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs: Vec<PathBuf> = ["a/run", "b/run", "b/full"]
+            .iter()
+            .map(|d| tmp.path().join(d))
+            .collect();
+        for d in &dirs {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let given = |i: usize| dirs[i].display().to_string();
+        assert_eq!(labels(&dirs), [given(0), given(1), "full".into()]);
+        assert_eq!(labels(&dirs[1..]), ["run", "full"]);
+        // A trailing slash or `..` names the same directory.
+        let roundabout = tmp.path().join("a/run/../run/");
+        assert_eq!(labels(&[roundabout]), ["run"]);
+    }
+}
