@@ -60,7 +60,8 @@ fn tensorboard_scalars(dir: &Path) -> BTreeMap<String, Vec<(u64, f64)>> {
 /// What the training tags should hold for `records`, rounded to f32 as TensorBoard stores them.
 fn expected_train(records: &[StepRecord]) -> BTreeMap<String, Vec<(u64, f64)>> {
     let f32ed = |v: f64| f64::from(v as f32);
-    let tags: [(&str, fn(&StepRecord) -> f64); 5] = [
+    type Field = fn(&StepRecord) -> f64;
+    let tags: [(&str, Field); 5] = [
         ("train/loss", |r| r.loss),
         ("train/learning_rate", |r| r.learning_rate),
         ("train/grad_norm", |r| r.grad_norm),

@@ -7,7 +7,11 @@ use std::process::{Command, Output};
 
 /// The repository's root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    let trainer = Path::new(env!("CARGO_MANIFEST_DIR"));
+    trainer
+        .parent()
+        .expect("the trainer crate is in the workspace")
+        .to_path_buf()
 }
 
 /// The report fixtures directory.
