@@ -76,7 +76,7 @@ impl FigureView {
         Self {
             name: figure.name,
             title: figure.title.clone(),
-            file: format!("plots/{}.svg", figure.name),
+            file: format!("{}/{}.svg", super::PLOTS_DIR, figure.name),
             data_uri: format!("data:image/svg+xml;base64,{}", STANDARD.encode(&figure.svg)),
             width: SIZE.0,
             height: SIZE.1,

@@ -21,6 +21,9 @@ use anyhow::{Context, ensure};
 pub use recorder::RunRecorder;
 use run::{Run, labels};
 
+/// The directory beside the page that holds the charts as SVG files.
+pub const PLOTS_DIR: &str = "plots";
+
 /// Predictions shown per run unless asked otherwise.
 pub const DEFAULT_SAMPLES: usize = 10;
 
@@ -50,7 +53,7 @@ pub fn write(dirs: &[PathBuf], out: &Path, samples: usize) -> anyhow::Result<Wri
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let plot_dir = parent.join("plots");
+    let plot_dir = parent.join(PLOTS_DIR);
     std::fs::create_dir_all(&plot_dir)
         .with_context(|| format!("creating {}", plot_dir.display()))?;
     let mut plots = Vec::new();
