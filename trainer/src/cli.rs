@@ -1,4 +1,4 @@
-//! The `ferrotune` command line: `train` and `eval`.
+//! The `ferrotune` command line: `train`, `eval` and `report`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use ferrotune_config::Config;
 
 use crate::eval;
+use crate::report;
 use crate::train::{self, Finish};
 
 /// Fine-tune Llama-architecture language models with LoRA, QLoRA or full fine-tuning, then score
@@ -39,6 +40,13 @@ enum Command {
     /// Generate summaries for the evaluation rows with a trained model and score them with ROUGE,
     /// or re-score an existing predictions.jsonl.
     Eval(EvalArgs),
+    /// Write an HTML report of one or more training runs: loss, learning-rate, gradient-norm,
+    /// throughput and memory curves (several runs overlaid), ROUGE before vs after training,
+    /// sample predictions beside references, the config, wall time and hardware.
+    ///
+    /// The page is one self-contained file; the charts are also written as SVG files into
+    /// plots/ beside it. Each run is labelled by its directory's name.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +91,20 @@ struct EvalArgs {
     overrides: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Output directories of `ferrotune train` (metrics.jsonl, eval results, config.yaml).
+    #[arg(required = true, value_name = "OUTPUT_DIR")]
+    dirs: Vec<PathBuf>,
+    /// The HTML file to write. Default: OUTPUT_DIR/report.html for one run, report.html in the
+    /// current directory for several.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Sample predictions shown per run.
+    #[arg(long, value_name = "N", default_value_t = report::DEFAULT_SAMPLES)]
+    samples: usize,
+}
+
 /// Parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -113,6 +135,21 @@ fn run(command: Command) -> anyhow::Result<Finish> {
                 };
                 eval::run(&config.load()?, &args.model_path.expect("clap requires it"))?;
             }
+            Ok(Finish::Completed)
+        }
+        Command::Report(args) => {
+            let out = args.out.unwrap_or_else(|| match args.dirs.as_slice() {
+                [one] => one.join("report.html"),
+                _ => PathBuf::from("report.html"),
+            });
+            let written = report::write(&args.dirs, &out, args.samples)?;
+            for missing in &written.missing {
+                tracing::warn!("{}: not drawn, {}", missing.title, missing.reason);
+            }
+            for plot in &written.plots {
+                tracing::info!("wrote {}", plot.display());
+            }
+            println!("{}", written.html.display());
             Ok(Finish::Completed)
         }
     }

@@ -8,6 +8,7 @@ pub mod eval;
 pub mod kernels;
 pub mod model;
 pub mod quant;
+pub mod report;
 pub mod setup;
 pub mod tokenizer;
 pub mod train;

@@ -19,6 +19,7 @@ use super::signals::StopFlag;
 use crate::data::{BatchLayout, Sample, collate, epoch_order};
 use crate::model::llama::Llama;
 use crate::model::pass::{DropoutPlan, Pass, sample_stream};
+use crate::report::RunRecorder;
 
 /// How the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +44,7 @@ pub struct FitOutcome {
 }
 
 /// Trains `model` on `samples` as `config.training` says, writing checkpoints and metrics under
-/// `out`.
+/// `out`; `recorder` gets every step.
 pub fn fit(
     model: &mut Llama,
     samples: &[Sample],
@@ -51,6 +52,7 @@ pub fn fit(
     config: &Config,
     out: &Path,
     stop: &StopFlag,
+    recorder: &mut RunRecorder,
 ) -> anyhow::Result<FitOutcome> {
     let t = &config.training;
     let layout = BatchLayout {
@@ -210,9 +212,11 @@ pub fn fit(
             tokens,
             tokens_per_second: tokens as f64 / secs.max(1e-9),
             elapsed_seconds: state.train_seconds,
+            peak_memory_bytes: crate::report::host::peak_rss_bytes(),
             skipped: !finite,
         };
         metrics.append(&record)?;
+        recorder.step(&record)?;
         reporter.step(&record);
         last_loss = Some(loss);
         if (t.save_steps > 0 && state.step % t.save_steps == 0) || state.step == total {

@@ -26,6 +26,9 @@ pub struct StepRecord {
     pub tokens_per_second: f64,
     /// Seconds since training started (carried across resumes).
     pub elapsed_seconds: f64,
+    /// Peak resident memory of the process so far, when known (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
     /// The update was skipped because the loss or gradients were not finite.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,

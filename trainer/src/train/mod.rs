@@ -22,6 +22,7 @@ pub use fit::Finish;
 use crate::data;
 use crate::eval;
 use crate::model::llama::{Adaptation, Llama};
+use crate::report::RunRecorder;
 use crate::setup::load_base;
 use signals::StopFlag;
 
@@ -47,6 +48,7 @@ pub fn run(config: &Config) -> anyhow::Result<Finish> {
         c.vocab_size,
         crate::device::describe(&base.device)
     );
+    let mut recorder = RunRecorder::create(&out, &base.device)?;
     let prepared = data::prepare(config, &base.tokenizer)?;
     tracing::info!("training data: {}", prepared.stats);
     let mut model = Llama::new(
@@ -68,6 +70,9 @@ pub fn run(config: &Config) -> anyhow::Result<Finish> {
     } else {
         None
     };
+    if let Some(results) = &before {
+        recorder.eval(0, results)?;
+    }
 
     let outcome = fit::fit(
         &mut model,
@@ -76,6 +81,7 @@ pub fn run(config: &Config) -> anyhow::Result<Finish> {
         config,
         &out,
         &stop,
+        &mut recorder,
     )?;
     if outcome.finish == Finish::Interrupted {
         return Ok(Finish::Interrupted);
@@ -97,6 +103,7 @@ pub fn run(config: &Config) -> anyhow::Result<Finish> {
             &base.name,
             &model_path,
         )?;
+        recorder.eval(outcome.steps, &after)?;
         eval::print_comparison(before.as_ref(), &after);
     }
     Ok(Finish::Completed)
