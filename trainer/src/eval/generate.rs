@@ -86,7 +86,6 @@ fn decode_batch(
         mask.extend((0..len).map(|t| u8::from(t >= pad_n)));
     }
     let mut cache = Vec::new();
-    let mut keys = len;
     let mut pass = Pass {
         batch: b,
         seq: len,
@@ -112,17 +111,18 @@ fn decode_batch(
         if finished.iter().all(|&f| f) || step + 1 == max_new {
             break;
         }
+        // Keys so far: the prompt and the tokens fed back before this one.
+        let keys = len + step;
         let old_mask = pass.key_mask.take().unwrap_or_default();
         let mut new_mask = Vec::with_capacity(b * (keys + 1));
         for row in old_mask.chunks(keys) {
             new_mask.extend_from_slice(row);
             new_mask.push(1);
         }
-        keys += 1;
         pass = Pass {
             batch: b,
             seq: 1,
-            positions: pads.iter().map(|&p| (keys - 1 - p) as u32).collect(),
+            positions: pads.iter().map(|&p| (keys - p) as u32).collect(),
             rope: &model.rope,
             key_mask: Some(new_mask),
             dropout: None,

@@ -86,7 +86,7 @@ pub struct MicroLoss {
 }
 
 enum Kept {
-    Saved(BlockSaved),
+    Saved(Box<BlockSaved>),
     Input(Tensor),
 }
 
@@ -316,7 +316,7 @@ impl Llama {
             kept.push(if checkpointing {
                 Kept::Input(x)
             } else {
-                Kept::Saved(saved)
+                Kept::Saved(Box::new(saved))
             });
             x = y;
         }
@@ -337,7 +337,7 @@ impl Llama {
         }
         for (block, k) in self.blocks.iter().zip(kept).rev() {
             let saved = match k {
-                Kept::Saved(s) => s,
+                Kept::Saved(s) => *s,
                 Kept::Input(x) => block.forward(&x, pass)?.1,
             };
             dx = block.backward(saved, &dx, pass, sink)?;

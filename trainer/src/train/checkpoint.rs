@@ -137,7 +137,7 @@ pub fn list(root: &Path) -> anyhow::Result<Vec<(u64, PathBuf)>> {
             found.push((step, entry.path()));
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|(step, _)| std::cmp::Reverse(*step));
     Ok(found)
 }
 

@@ -67,7 +67,7 @@ pub fn fit(
     let mut params = FlatParams::gather(model)?;
     let segments = params.segments();
     let adam = AdamWConfig::from_training(t);
-    let mut optimizer = AdamW::new(adam.clone(), params.len());
+    let mut optimizer = AdamW::new(adam, params.len());
     let ckpt_root = out.join("checkpoints");
     let mut state = TrainState {
         format: checkpoint::FORMAT,
@@ -219,7 +219,7 @@ pub fn fit(
         recorder.step(&record)?;
         reporter.step(&record);
         last_loss = Some(loss);
-        if (t.save_steps > 0 && state.step % t.save_steps == 0) || state.step == total {
+        if (t.save_steps > 0 && state.step.is_multiple_of(t.save_steps)) || state.step == total {
             checkpoint::save(
                 &ckpt_root,
                 &state,

@@ -70,7 +70,7 @@ impl Reporter {
                 r.loss, r.learning_rate, r.tokens_per_second
             ));
         }
-        if r.step % self.every == 0 || r.step == self.total {
+        if r.step.is_multiple_of(self.every) || r.step == self.total {
             let secs = self.window_start.elapsed().as_secs_f64().max(1e-9);
             let loss = self.window_loss / self.window_steps as f64;
             let tps = self.window_tokens as f64 / secs;
