@@ -87,6 +87,8 @@ impl BenchMode {
 }
 
 fn main() -> anyhow::Result<()> {
+    // SAFETY: first thing in `main`, before any other thread exists.
+    unsafe { ferrotune::runtime::configure() };
     let args = Args::parse();
     let started = Instant::now();
     let out = tempfile::tempdir().context("creating a scratch output directory")?;

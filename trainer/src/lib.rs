@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod model;
 pub mod quant;
 pub mod report;
+pub mod runtime;
 pub mod setup;
 pub mod tokenizer;
 pub mod train;
