@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod load;
+pub mod migrate;
 pub mod paths;
 pub mod progress;
 pub mod schema;

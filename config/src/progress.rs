@@ -4,8 +4,23 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Pod annotation where rank 0 publishes its latest [`Progress`] as JSON.
-pub const PROGRESS_ANNOTATION: &str = "ferrotune.dev/progress";
+/// Environment variable that, set to `1`, makes rank 0 also print each [`Progress`] to stderr as
+/// one line: [`PROGRESS_LOG_PREFIX`] followed by the JSON. The operator reads those lines from
+/// the pod's log, so progress reaches a TrainingJob's status without any extra server.
+pub const PROGRESS_LOG_ENV: &str = "FERROTUNE_PROGRESS_LOG";
+
+/// Start of a progress line in the trainer's log.
+pub const PROGRESS_LOG_PREFIX: &str = "FERROTUNE_PROGRESS ";
+
+impl Progress {
+    /// The newest progress line in a log, if any.
+    pub fn last_in_log(log: &str) -> Option<Progress> {
+        log.lines()
+            .rev()
+            .filter_map(|line| line.strip_prefix(PROGRESS_LOG_PREFIX))
+            .find_map(|json| serde_json::from_str(json).ok())
+    }
+}
 
 /// Environment variable naming a file the trainer rewrites (atomically) with its latest
 /// [`Progress`] as JSON, for whoever watches the run.

@@ -1,4 +1,4 @@
-//! The `ferrotune` command line: `train`, `eval` and `report`.
+//! The `ferrotune` command line: `train`, `eval`, `report` and `convert`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use ferrotune_config::Config;
 
+use crate::convert::{self, ConvertArgs, MigrationArgs};
 use crate::eval;
 use crate::report;
 use crate::train::{self, Finish};
@@ -36,6 +37,13 @@ enum Command {
     /// qlora) or final_model/ (full), training_duration.json, and eval_results.json with
     /// predictions.jsonl beside the adapters or model. A run resumes from the newest checkpoint
     /// in `output.dir`; Ctrl-C (or SIGTERM) writes a checkpoint before exiting.
+    ///
+    /// The config may also be an Axolotl config, run as it is: it is recognised by its keys
+    /// (base_model, datasets, adapter, micro_batch_size, ...) and mapped onto ferrotune's schema.
+    /// --accelerate-config and --deepspeed add the launcher's distributed settings. Keys that
+    /// cannot be honoured, and keys the tool itself would not know, are listed in one warning
+    /// (an error with --strict); -v lists what mapped to what, and `ferrotune convert` prints the
+    /// equivalent ferrotune config. See docs/migration.md.
     Train(TrainArgs),
     /// Generate summaries for the evaluation rows with a trained model and score them with ROUGE,
     /// or re-score an existing predictions.jsonl.
@@ -47,11 +55,33 @@ enum Command {
     /// The page is one self-contained file; the charts are also written as SVG files into
     /// plots/ beside it. Each run is labelled by its directory's name.
     Report(ReportArgs),
+    /// Convert Axolotl, accelerate and DeepSpeed configs into a ferrotune config (or a
+    /// TrainingJob), to move over for good.
+    ///
+    /// Prints the equivalent ferrotune YAML on stdout (it loads with `ferrotune train --config`)
+    /// and, on stderr, what each key became, what needs nothing and why, and in one warning what
+    /// cannot be honoured and which keys the tool would not know.
+    ///
+    /// Axolotl: base_model (-> model.path or model.hub), adapter + load_in_4bit (-> training.mode
+    /// qlora | lora | full), lora_r / lora_alpha / lora_dropout / lora_target_modules /
+    /// lora_target_linear (-> lora.*), the first of datasets (path or data_files -> data.train;
+    /// type alpaca, or a custom {field_instruction, field_output, format} -> data.input_field,
+    /// data.target_field, prompt.user_template; chat_template / messages and completion cannot
+    /// map), test_datasets / val_set_size (-> data.eval / data.eval_fraction), sequence_len,
+    /// micro_batch_size, gradient_accumulation_steps, num_epochs, max_steps, learning_rate,
+    /// lr_scheduler, warmup_steps / warmup_ratio, optimizer, weight_decay, max_grad_norm, bf16,
+    /// gradient_checkpointing, output_dir, save_steps, save_total_limit, logging_steps, seed,
+    /// and deepspeed / fsdp / fsdp_config (-> distributed.strategy).
+    ///
+    /// The world size is not part of a ferrotune config (it comes from WORLD_SIZE / NODE_RANK /
+    /// NPROC_PER_NODE, as torchrun sets them): the accelerate config's num_machines and
+    /// num_processes become a launch comment, or spec.parallelism with --as-trainingjob.
+    Convert(ConvertArgs),
 }
 
 #[derive(Debug, Args)]
 struct ConfigArgs {
-    /// The YAML config (see configs/ for examples).
+    /// The YAML config (see configs/ for examples), or an Axolotl config.
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
     /// Override one config value, e.g. `--set training.max_steps=20`; repeatable, applied in order.
@@ -62,7 +92,7 @@ struct ConfigArgs {
 
 impl ConfigArgs {
     fn load(&self) -> anyhow::Result<Config> {
-        Ok(Config::load(&self.config, &self.overrides)?)
+        convert::load(&self.config, &self.overrides, &MigrationArgs::default())
     }
 }
 
@@ -70,6 +100,8 @@ impl ConfigArgs {
 struct TrainArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    migration: MigrationArgs,
 }
 
 #[derive(Debug, Args)]
@@ -123,7 +155,11 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<Finish> {
     match command {
-        Command::Train(args) => train::run(&args.config.load()?),
+        Command::Train(args) => train::run(&convert::load(
+            &args.config.config,
+            &args.config.overrides,
+            &args.migration,
+        )?),
         Command::Eval(args) => {
             if let Some(file) = args.predictions {
                 let results = eval::results::evaluate_file(&file)?;
@@ -150,6 +186,10 @@ fn run(command: Command) -> anyhow::Result<Finish> {
                 tracing::info!("wrote {}", plot.display());
             }
             println!("{}", written.html.display());
+            Ok(Finish::Completed)
+        }
+        Command::Convert(args) => {
+            convert::run(&args)?;
             Ok(Finish::Completed)
         }
     }

@@ -2,6 +2,7 @@
 //! checkpoints and export, then evaluation with ROUGE.
 
 pub mod cli;
+pub mod convert;
 pub mod data;
 pub mod device;
 pub mod eval;

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use ferrotune_config::progress::RunPhase;
 use ferrotune_config::{Config, NonFinitePolicy};
 
 use super::checkpoint::{self, TrainState};
@@ -231,6 +232,8 @@ pub fn fit(
             saved_step = state.step;
         }
     }
+    // Training is over (or stopped): what follows writes checkpoints, adapters or the model.
+    reporter.phase(RunPhase::Exporting, state.step);
     reporter.finish();
     let finish = if state.step < total {
         if saved_step < state.step {

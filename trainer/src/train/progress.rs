@@ -6,7 +6,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use ferrotune_config::progress::{PROGRESS_FILE_ENV, Progress, RunPhase};
+use ferrotune_config::progress::{
+    PROGRESS_FILE_ENV, PROGRESS_LOG_ENV, PROGRESS_LOG_PREFIX, Progress, RunPhase,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::metrics::StepRecord;
@@ -25,6 +27,7 @@ pub struct Reporter {
     window_start: Instant,
     last_checkpoint: Option<u64>,
     file: Option<PathBuf>,
+    log: bool,
 }
 
 impl Reporter {
@@ -54,6 +57,7 @@ impl Reporter {
             window_start: Instant::now(),
             last_checkpoint: None,
             file,
+            log: std::env::var(PROGRESS_LOG_ENV).is_ok_and(|v| v == "1"),
         }
     }
 
@@ -132,6 +136,11 @@ impl Reporter {
     }
 
     fn publish(&self, p: Progress) {
+        if self.log
+            && let Ok(json) = serde_json::to_string(&p)
+        {
+            eprintln!("{PROGRESS_LOG_PREFIX}{json}");
+        }
         let Some(path) = &self.file else { return };
         let tmp = path.with_extension("tmp");
         let written = serde_json::to_vec(&p)
