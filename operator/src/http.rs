@@ -20,7 +20,7 @@ pub struct Health {
     pub ready: Arc<AtomicBool>,
 }
 
-/// The router, separate from serving it so tests can call it.
+/// The router of the three endpoints.
 pub fn router(health: Health) -> Router {
     Router::new()
         .route(
@@ -46,6 +46,11 @@ pub async fn serve(addr: SocketAddr, health: Health) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    serve_on(listener, health).await
+}
+
+/// Serves the endpoints on a bound listener until the process ends.
+pub async fn serve_on(listener: tokio::net::TcpListener, health: Health) -> anyhow::Result<()> {
     axum::serve(listener, router(health)).await?;
     Ok(())
 }
