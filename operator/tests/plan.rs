@@ -6,13 +6,22 @@ mod common;
 use common::{failed_pod, job, training_job};
 use ferrotune_crds::Phase;
 use ferrotune_operator::observe;
-use ferrotune_operator::plan::{Observed, plan};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use ferrotune_operator::plan::{Observed, Plan, plan};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use std::time::Duration;
 
 fn now() -> Timestamp {
     "2026-12-06T05:00:00Z".parse().unwrap()
+}
+
+/// The plan's status condition of `type_`.
+fn condition<'a>(p: &'a Plan, type_: &str) -> &'a Condition {
+    p.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {:?}", p.status.conditions))
 }
 
 fn observed(jobs: Vec<k8s_openapi::api::batch::v1::Job>) -> Observed {
@@ -50,12 +59,7 @@ fn all_pods_active_is_running_and_says_so_once() {
         p.notes.iter().map(|n| n.reason).collect::<Vec<_>>(),
         ["Running"]
     );
-    let running = p
-        .status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Running")
-        .unwrap();
+    let running = condition(&p, "Running");
     assert_eq!(running.status, "True");
     tj.status = Some(p.status.clone());
     let again = plan(&tj, &observed(vec![job(1, 2, None)]), now());
@@ -108,12 +112,7 @@ fn the_restart_budget_survives_a_lost_status_and_ends_in_failed() {
     assert_eq!(p.status.restart_count, 3);
     assert_eq!(p.status.phase, Some(Phase::Failed));
     assert!(p.create.is_none(), "no attempt beyond the budget");
-    let cond = p
-        .status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Failed")
-        .unwrap();
+    let cond = condition(&p, "Failed");
     assert_eq!(cond.reason, "BackoffLimitExceeded");
     assert!(
         cond.message.contains("3 failed attempt(s), backoffLimit 2"),
@@ -179,12 +178,7 @@ fn suspend_and_resume_patch_the_job_and_the_phase() {
     let p = plan(&tj, &observed(vec![suspended]), now());
     assert_eq!(p.suspend, Some(("sum-1".into(), false)));
     assert_eq!(p.notes[0].reason, "Resumed");
-    let cond = p
-        .status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Suspended")
-        .unwrap();
+    let cond = condition(&p, "Suspended");
     assert_eq!(cond.status, "False");
 }
 
@@ -231,12 +225,7 @@ fn an_invalid_spec_fails_with_every_problem_and_creates_nothing() {
     let p = plan(&tj, &observed(vec![]), now());
     assert!(p.create.is_none());
     assert_eq!(p.status.phase, Some(Phase::Failed));
-    let cond = p
-        .status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Failed")
-        .unwrap();
+    let cond = condition(&p, "Failed");
     assert_eq!(cond.reason, "InvalidSpec");
     assert!(
         cond.message.contains("spec.training.lora.r"),
