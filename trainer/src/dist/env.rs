@@ -75,7 +75,7 @@ impl WorldEnv {
             "must be a port in 1..=65535".into(),
         )?;
         check(
-            nproc_per_node >= 1 && world_size % nproc_per_node == 0,
+            nproc_per_node >= 1 && world_size.is_multiple_of(nproc_per_node),
             "NPROC_PER_NODE",
             nproc_per_node.to_string(),
             format!("must be at least 1 and divide WORLD_SIZE={world_size}"),
