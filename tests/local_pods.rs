@@ -3,6 +3,9 @@
 //! volumes mapped to directories. The real trainer trains, reports progress in its log the way
 //! the operator reads it, and writes its outputs onto the "output claim".
 
+mod common;
+
+use common::repo_root;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,10 +14,6 @@ use ferrotune_config::progress::{Progress, RunPhase};
 use ferrotune_crds::TrainingJob;
 use ferrotune_operator::desired::{self, AttemptParams};
 use k8s_openapi::api::core::v1::PodSpec;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The trainer binary of this build (`cargo test --workspace` builds it).
 fn trainer() -> PathBuf {
@@ -144,8 +143,8 @@ fn a_rendered_cpu_training_job_trains_and_writes_its_outputs() {
     std::fs::create_dir_all(&tmp).unwrap();
     let mounts = Mounts(vec![
         ("/runs".into(), runs.clone()),
-        ("/models".into(), repo().join("trainer/tests/fixtures")),
-        ("/data".into(), repo().join("data/quickstart")),
+        ("/models".into(), repo_root().join("trainer/tests/fixtures")),
+        ("/data".into(), repo_root().join("data/quickstart")),
         ("/tmp".into(), tmp),
     ]);
     let spec = attempt.job.spec.as_ref().unwrap();
