@@ -73,28 +73,14 @@ impl Ring {
                     rank,
                     message: format!("rank {next_rank} published a bad address"),
                 })?;
-        let peer_err = |peer: usize, what: &str, e: io::Error| DistError::Peer {
-            rank,
-            peer: format!("rank {peer}"),
-            what: what.into(),
-            source: e,
-        };
+        let fail = |peer: usize, what: &str, e: io::Error| classify(rank, peer, what, timeout, e);
         let mut next = TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| peer_err(next_rank, "connecting the ring", e))?;
+            .map_err(|e| fail(next_rank, "connecting the ring", e))?;
         wire::send(&mut next, &(rank as u64).to_le_bytes())
-            .map_err(|e| peer_err(next_rank, "the ring handshake", e))?;
-        let prev = accept(&listener, timeout).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => DistError::Timeout {
-                rank,
-                peer: format!("rank {prev_rank}"),
-                what: "its ring connection".into(),
-                timeout,
-            },
-            _ => peer_err(prev_rank, "accepting the ring", e),
-        })?;
-        let mut prev = prev;
-        let hello =
-            wire::recv(&mut prev).map_err(|e| peer_err(prev_rank, "the ring handshake", e))?;
+            .map_err(|e| fail(next_rank, "the ring handshake", e))?;
+        let mut prev = accept(&listener, timeout)
+            .map_err(|e| fail(prev_rank, "accepting its ring connection", e))?;
+        let hello = wire::recv(&mut prev).map_err(|e| fail(prev_rank, "the ring handshake", e))?;
         if hello != (prev_rank as u64).to_le_bytes() {
             return Err(DistError::Mismatch {
                 rank,
@@ -117,25 +103,12 @@ impl Ring {
     }
 
     fn error(&self, peer: usize, what: &str, e: io::Error) -> DistError {
-        match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => DistError::Timeout {
-                rank: self.rank,
-                peer: format!("rank {peer}"),
-                what: what.into(),
-                timeout: self.timeout,
-            },
-            _ => DistError::Peer {
-                rank: self.rank,
-                peer: format!("rank {peer}"),
-                what: what.into(),
-                source: e,
-            },
-        }
+        classify(self.rank, peer, what, self.timeout, e)
     }
 
-    /// Sends `out` to the next rank while receiving a frame from the previous one (both at
-    /// once, so large frames cannot deadlock on full socket buffers).
-    fn exchange(&mut self, out: &[f32], what: &str) -> Result<Vec<f32>, DistError> {
+    /// Sends `out` to the next rank while receiving `expect` values from the previous one (both
+    /// at once, so large frames cannot deadlock on full socket buffers).
+    fn exchange(&mut self, out: &[f32], expect: usize, what: &str) -> Result<Vec<f32>, DistError> {
         let (next, prev) = (self.next.as_mut(), self.prev.as_mut());
         let (next, prev) = (next.expect("a ring"), prev.expect("a ring"));
         let bytes = wire::f32_bytes(out);
@@ -150,10 +123,15 @@ impl Ring {
         );
         sent.map_err(|e| self.error(next_rank, what, e))?;
         let got = got.map_err(|e| self.error(prev_rank, what, e))?;
-        wire::bytes_f32(&got).ok_or_else(|| DistError::Mismatch {
-            rank: self.rank,
-            message: format!("rank {prev_rank} sent {} bytes during {what}", got.len()),
-        })
+        wire::bytes_f32(&got)
+            .filter(|g| g.len() == expect)
+            .ok_or_else(|| DistError::Mismatch {
+                rank: self.rank,
+                message: format!(
+                    "rank {prev_rank} sent {} bytes during {what}, expected {expect} values",
+                    got.len()
+                ),
+            })
     }
 
     /// Ring reduce-scatter in place: afterwards chunk `rank` of `buf` holds the full sum.
@@ -164,11 +142,9 @@ impl Ring {
             // last step completes chunk `rank`.
             let send = (r + w - step - 1) % w;
             let recv = (r + 2 * w - step - 2) % w;
-            let got = self.exchange(&buf[shard_range(n, send, w)], "reduce-scatter")?;
             let range = shard_range(n, recv, w);
-            if got.len() != range.len() {
-                return Err(self.length_mismatch(n));
-            }
+            let got =
+                self.exchange(&buf[shard_range(n, send, w)], range.len(), "reduce-scatter")?;
             for (b, g) in buf[range].iter_mut().zip(got) {
                 *b += g;
             }
@@ -182,11 +158,8 @@ impl Ring {
         for step in 0..w - 1 {
             let send = (r + w - step) % w;
             let recv = (r + w - step - 1) % w;
-            let got = self.exchange(&buf[shard_range(n, send, w)], "all-gather")?;
             let range = shard_range(n, recv, w);
-            if got.len() != range.len() {
-                return Err(self.length_mismatch(n));
-            }
+            let got = self.exchange(&buf[shard_range(n, send, w)], range.len(), "all-gather")?;
             buf[range].copy_from_slice(&got);
         }
         Ok(())
@@ -197,6 +170,24 @@ impl Ring {
             rank: self.rank,
             message: format!("a neighbour's buffer length differs from this rank's {n}"),
         }
+    }
+}
+
+/// A socket error as a DistError: a timeout when the peer was silent, else a failed peer.
+fn classify(rank: usize, peer: usize, what: &str, timeout: Duration, e: io::Error) -> DistError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => DistError::Timeout {
+            rank,
+            peer: format!("rank {peer}"),
+            what: what.into(),
+            timeout,
+        },
+        _ => DistError::Peer {
+            rank,
+            peer: format!("rank {peer}"),
+            what: what.into(),
+            source: e,
+        },
     }
 }
 
