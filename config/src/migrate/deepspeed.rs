@@ -374,16 +374,8 @@ fn map_optimizer(
             format!("`{other}`: ferrotune's optimizer is AdamW; AdamW is used"),
         ),
     }
-    let Some(params) = v.get("params").and_then(Value::as_object) else {
-        return Ok(());
-    };
-    for (key, p) in params {
-        let k = format!("optimizer.params.{key}");
-        if is_auto(p) {
-            r.ignore(file, k, "auto: the training config's value is kept");
-            continue;
-        }
-        match key.as_str() {
+    each_param(v, "optimizer", file, r, |key, k, p, r| {
+        match key {
             "lr" => put(
                 out,
                 r,
@@ -424,8 +416,8 @@ fn map_optimizer(
             "adam_w_mode" | "torch_adam" | "fused" => r.ignore(file, k, "an implementation choice"),
             _ => r.unsupported(file, k, "ferrotune has no equivalent"),
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn map_scheduler(
@@ -458,16 +450,8 @@ fn map_scheduler(
             ),
         ),
     }
-    let Some(params) = v.get("params").and_then(Value::as_object) else {
-        return Ok(());
-    };
-    for (key, p) in params {
-        let k = format!("scheduler.params.{key}");
-        if is_auto(p) {
-            r.ignore(file, k, "auto: the training config's value is kept");
-            continue;
-        }
-        match key.as_str() {
+    each_param(v, "scheduler", file, r, |key, k, p, r| {
+        match key {
             "warmup_num_steps" => {
                 put(
                     out,
@@ -503,6 +487,27 @@ fn map_scheduler(
             }
             "warmup_type" => r.unsupported(file, k, "ferrotune warms up linearly"),
             _ => r.unsupported(file, k, "ferrotune has no equivalent"),
+        }
+        Ok(())
+    })
+}
+
+/// Calls `each(key, dotted key, value, report)` for the entries of `v.params` in order, except
+/// `auto` ones, which are reported as keeping the training config's value.
+fn each_param(
+    v: &Value,
+    section: &str,
+    file: &Path,
+    r: &mut Report,
+    mut each: impl FnMut(&str, String, &Value, &mut Report) -> Result<(), MigrateError>,
+) -> Result<(), MigrateError> {
+    let params = v.get("params").and_then(Value::as_object);
+    for (key, p) in params.into_iter().flatten() {
+        let k = format!("{section}.params.{key}");
+        if is_auto(p) {
+            r.ignore(file, k, "auto: the training config's value is kept");
+        } else {
+            each(key, k, p, r)?;
         }
     }
     Ok(())
