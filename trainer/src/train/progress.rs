@@ -136,17 +136,19 @@ impl Reporter {
     }
 
     fn publish(&self, p: Progress) {
-        if self.log
-            && let Ok(json) = serde_json::to_string(&p)
-        {
+        if !self.log && self.file.is_none() {
+            return;
+        }
+        let json = match serde_json::to_string(&p) {
+            Ok(json) => json,
+            Err(e) => return tracing::warn!("cannot encode progress: {e}"),
+        };
+        if self.log {
             eprintln!("{PROGRESS_LOG_PREFIX}{json}");
         }
         let Some(path) = &self.file else { return };
         let tmp = path.with_extension("tmp");
-        let written = serde_json::to_vec(&p)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, path));
+        let written = std::fs::write(&tmp, &json).and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = written {
             tracing::warn!("cannot write progress to {}: {e}", path.display());
         }
