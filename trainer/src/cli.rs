@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use ferrotune_config::Config;
 
 use crate::convert::{self, ConvertArgs, MigrationArgs};
+use crate::dist::{WorldEnv, launch};
 use crate::eval;
 use crate::report;
 use crate::train::{self, Finish};
@@ -155,11 +156,15 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<Finish> {
     match command {
-        Command::Train(args) => train::run(&convert::load(
-            &args.config.config,
-            &args.config.overrides,
-            &args.migration,
-        )?),
+        Command::Train(args) => {
+            let config =
+                convert::load(&args.config.config, &args.config.overrides, &args.migration)?;
+            let world = WorldEnv::from_env()?;
+            match &world {
+                Some(env) if launch::should_launch(env) => launch::run(env),
+                _ => train::run(&config, world.as_ref()),
+            }
+        }
         Command::Eval(args) => {
             if let Some(file) = args.predictions {
                 let results = eval::results::evaluate_file(&file)?;

@@ -21,6 +21,24 @@ pub trait Collective: Send {
     fn all_gather(&mut self, shard: &[f32], total: usize) -> Result<Vec<f32>, DistError>;
     /// Copies `root`'s `buf` to every rank.
     fn broadcast(&mut self, buf: &mut [f32], root: usize) -> Result<(), DistError>;
+    /// Sums each of `values` across ranks in f64 (exactly as far as f64 goes: every rank's
+    /// values travel as f32 pairs and are added in rank order), the same on every rank.
+    fn sum_f64(&mut self, values: &[f64]) -> Result<Vec<f64>, DistError> {
+        let mut parts = Vec::with_capacity(2 * values.len());
+        for &v in values {
+            let hi = v as f32;
+            parts.extend([hi, (v - f64::from(hi)) as f32]);
+        }
+        let all = self.all_gather(&parts, parts.len() * self.world())?;
+        let mut sums = vec![0.0; values.len()];
+        for rank in all.chunks(parts.len()) {
+            for (sum, pair) in sums.iter_mut().zip(rank.chunks(2)) {
+                *sum += f64::from(pair[0]) + f64::from(pair[1]);
+            }
+        }
+        Ok(sums)
+    }
+
     /// Returns once every rank has called it.
     fn barrier(&mut self) -> Result<(), DistError> {
         self.all_reduce_sum(&mut [0.0])

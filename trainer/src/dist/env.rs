@@ -33,9 +33,15 @@ impl WorldEnv {
         }
     }
 
-    /// Reads the environment through `var`; None when WORLD_SIZE is unset (one process).
+    /// Reads the environment through `var`; None when neither WORLD_SIZE nor NPROC_PER_NODE is
+    /// set (one process).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, DistError> {
-        let Some(world) = var("WORLD_SIZE") else {
+        // Without WORLD_SIZE, NPROC_PER_NODE alone (times NNODES) still asks for a local launch.
+        let Some(world) = var("WORLD_SIZE").or_else(|| {
+            let nproc: usize = var("NPROC_PER_NODE")?.trim().parse().ok()?;
+            let nodes: usize = var("NNODES").map_or(Some(1), |n| n.trim().parse().ok())?;
+            Some((nproc * nodes).to_string())
+        }) else {
             return Ok(None);
         };
         let number = |name: &'static str, value: Option<String>, default: usize| match value {

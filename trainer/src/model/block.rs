@@ -5,7 +5,9 @@ use candle_core::Tensor;
 use ferrotune_config::TargetModule;
 
 use super::grads::GradSink;
-use super::linear::{Linear, LinearSaved};
+use anyhow::{Context, bail};
+
+use super::linear::{Linear, LinearSaved, Weight};
 use super::params::ParamId;
 use super::pass::{Pass, Site};
 use crate::kernels::{
@@ -76,6 +78,27 @@ impl Block {
     /// The projection for `m`.
     pub fn proj(&self, m: TargetModule) -> &Linear {
         &self.proj[m as usize]
+    }
+
+    /// The tensor that holds `id` (a parameter of this block with a dense weight).
+    pub fn slot(&mut self, id: ParamId) -> anyhow::Result<&mut Tensor> {
+        fn lora(linear: &mut Linear, id: ParamId) -> anyhow::Result<&mut super::linear::Lora> {
+            linear
+                .lora
+                .as_mut()
+                .with_context(|| format!("{id}: no adapter on this projection"))
+        }
+        Ok(match id {
+            ParamId::AttnNorm(_) => &mut self.attn_norm,
+            ParamId::MlpNorm(_) => &mut self.mlp_norm,
+            ParamId::Proj(_, m) => match &mut self.proj[m as usize].weight {
+                Weight::Dense(w) => w,
+                Weight::Nf4 { .. } => bail!("{id} is quantised and frozen"),
+            },
+            ParamId::LoraA(_, m) => &mut lora(&mut self.proj[m as usize], id)?.a,
+            ParamId::LoraB(_, m) => &mut lora(&mut self.proj[m as usize], id)?.b,
+            _ => bail!("{id} is not a parameter of block {}", self.layer),
+        })
     }
 
     fn site(&self, module: TargetModule) -> Site {

@@ -1,9 +1,10 @@
 //! The Llama decoder: embedding, blocks, final norm and (tied or untied) output projection. It
 //! trains with an explicit forward/backward over one micro-batch, and generates with a KV cache.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use candle_core::{Device, Tensor};
 use ferrotune_config::{Mode, TargetModule};
 use rand::{Rng, SeedableRng};
@@ -83,6 +84,47 @@ pub struct MicroLoss {
     pub loss_sum: f64,
     /// Target tokens in the micro-batch.
     pub n_targets: usize,
+}
+
+/// The embedding, final norm and (untied) head, borrowed from the model or gathered.
+#[derive(Debug)]
+pub struct Outer<'a> {
+    /// Token embedding.
+    pub embed: Cow<'a, Tensor>,
+    /// Final RMSNorm weight.
+    pub final_norm: Cow<'a, Tensor>,
+    /// Untied output projection.
+    pub lm_head: Option<Cow<'a, Tensor>>,
+}
+
+impl Outer<'_> {
+    /// The output projection: the head, or the embedding when tied.
+    pub fn head(&self) -> &Tensor {
+        self.lm_head.as_deref().unwrap_or(&self.embed)
+    }
+}
+
+/// Where a training pass gets its weights: the model itself, or ZeRO-3's shards gathered
+/// just before use (and dropped after).
+pub trait Weights {
+    /// The outer weights.
+    fn outer(&self) -> anyhow::Result<Outer<'_>>;
+    /// Block `i`.
+    fn block(&self, i: usize) -> anyhow::Result<Cow<'_, Block>>;
+}
+
+impl Weights for Llama {
+    fn outer(&self) -> anyhow::Result<Outer<'_>> {
+        Ok(Outer {
+            embed: Cow::Borrowed(&self.embed),
+            final_norm: Cow::Borrowed(&self.final_norm),
+            lm_head: self.lm_head.as_ref().map(Cow::Borrowed),
+        })
+    }
+
+    fn block(&self, i: usize) -> anyhow::Result<Cow<'_, Block>> {
+        Ok(Cow::Borrowed(&self.blocks[i]))
+    }
 }
 
 enum Kept {
@@ -256,42 +298,57 @@ impl Llama {
             value.dims(),
             old.dims()
         );
-        let slot = match id {
+        *self.slot(id)? = value;
+        Ok(())
+    }
+
+    /// The tensor that holds `id` (dense weights only).
+    pub fn slot(&mut self, id: ParamId) -> anyhow::Result<&mut Tensor> {
+        Ok(match id {
             ParamId::Embed => &mut self.embed,
             ParamId::FinalNorm => &mut self.final_norm,
             ParamId::LmHead => self.lm_head.as_mut().context("lm_head is tied")?,
-            ParamId::AttnNorm(i) => &mut self.blocks[i].attn_norm,
-            ParamId::MlpNorm(i) => &mut self.blocks[i].mlp_norm,
-            ParamId::Proj(i, m) => match &mut self.blocks[i].proj[m as usize].weight {
-                Weight::Dense(w) => w,
-                Weight::Nf4 { .. } => bail!("{id} is quantised and frozen"),
-            },
-            ParamId::LoraA(i, m) => {
-                &mut self.blocks[i].proj[m as usize]
-                    .lora
-                    .as_mut()
-                    .context("no adapter")?
-                    .a
+            ParamId::AttnNorm(i)
+            | ParamId::MlpNorm(i)
+            | ParamId::Proj(i, _)
+            | ParamId::LoraA(i, _)
+            | ParamId::LoraB(i, _) => self
+                .blocks
+                .get_mut(i)
+                .with_context(|| format!("{id}: no block {i}"))?
+                .slot(id)?,
+        })
+    }
+
+    /// The tensors of unit `unit` in a fixed order: unit 0 is the embedding, final norm and
+    /// head, unit 1 + i is block i. ZeRO-3 shards and gathers the model unit by unit.
+    pub fn unit_params(&self, unit: usize) -> Vec<ParamId> {
+        if unit == 0 {
+            let mut ids = vec![ParamId::Embed, ParamId::FinalNorm];
+            if self.lm_head.is_some() {
+                ids.push(ParamId::LmHead);
             }
-            ParamId::LoraB(i, m) => {
-                &mut self.blocks[i].proj[m as usize]
-                    .lora
-                    .as_mut()
-                    .context("no adapter")?
-                    .b
+            return ids;
+        }
+        let b = &self.blocks[unit - 1];
+        let mut ids = vec![ParamId::AttnNorm(b.layer), ParamId::MlpNorm(b.layer)];
+        for m in TargetModule::ALL {
+            ids.push(ParamId::Proj(b.layer, m));
+            if b.proj(m).lora.is_some() {
+                ids.extend([ParamId::LoraA(b.layer, m), ParamId::LoraB(b.layer, m)]);
             }
-        };
-        *slot = value;
-        Ok(())
+        }
+        ids
+    }
+
+    /// Units of [`Llama::unit_params`]: the outer weights and one per block.
+    pub fn units(&self) -> usize {
+        1 + self.blocks.len()
     }
 
     /// The device holding the weights.
     pub fn device(&self) -> &Device {
         self.embed.device()
-    }
-
-    fn head(&self) -> &Tensor {
-        self.lm_head.as_ref().unwrap_or(&self.embed)
     }
 
     /// Forward and backward of one micro-batch. `targets[row]` is the token row `row` predicts
@@ -305,13 +362,32 @@ impl Llama {
         checkpointing: bool,
         sink: &mut dyn GradSink,
     ) -> anyhow::Result<MicroLoss> {
+        self.forward_backward_with(self, ids, targets, pass, grad_scale, checkpointing, sink)
+    }
+
+    /// [`Llama::forward_backward`] with the weights taken from `weights` as each part of the
+    /// pass needs them (ZeRO-3 gathers them from the ranks; `self` may then hold none). Every
+    /// call asks `weights` for the outer weights, blocks 0..n, the outer weights again and
+    /// blocks n..0, in that order.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_backward_with(
+        &self,
+        weights: &dyn Weights,
+        ids: &[u32],
+        targets: &[i32],
+        pass: &Pass,
+        grad_scale: f32,
+        checkpointing: bool,
+        sink: &mut dyn GradSink,
+    ) -> anyhow::Result<MicroLoss> {
         ensure!(
             ids.len() == pass.rows() && targets.len() == pass.rows(),
             "batch shape mismatch"
         );
-        let mut x = embedding(ids, &self.embed)?;
+        let mut x = embedding(ids, &weights.outer()?.embed)?;
         let mut kept = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
+        for i in 0..self.blocks.len() {
+            let block = weights.block(i)?;
             let (y, saved) = block.forward(&x, pass)?;
             kept.push(if checkpointing {
                 Kept::Input(x)
@@ -320,14 +396,15 @@ impl Llama {
             });
             x = y;
         }
-        let (h, rstd) = rms_norm(&x, &self.final_norm, self.config.rms_norm_eps as f32)?;
-        let loss = lm_head_loss(&h, self.head(), targets, grad_scale, self.train_all)?;
+        let outer = weights.outer()?;
+        let (h, rstd) = rms_norm(&x, &outer.final_norm, self.config.rms_norm_eps as f32)?;
+        let loss = lm_head_loss(&h, outer.head(), targets, grad_scale, self.train_all)?;
         let (mut dx, dnorm) =
-            rms_norm_backward(&x, &self.final_norm, &rstd, &loss.dh, self.train_all)?;
+            rms_norm_backward(&x, &outer.final_norm, &rstd, &loss.dh, self.train_all)?;
         if let (Some(dnorm), Some(dhead)) = (dnorm, loss.dw) {
             sink.add(ParamId::FinalNorm, dnorm)?;
             sink.add(
-                if self.lm_head.is_some() {
+                if outer.lm_head.is_some() {
                     ParamId::LmHead
                 } else {
                     ParamId::Embed
@@ -335,7 +412,9 @@ impl Llama {
                 dhead,
             )?;
         }
-        for (block, k) in self.blocks.iter().zip(kept).rev() {
+        drop(outer);
+        for (i, k) in kept.into_iter().enumerate().rev() {
+            let block = weights.block(i)?;
             let saved = match k {
                 Kept::Saved(s) => *s,
                 Kept::Input(x) => block.forward(&x, pass)?.1,
@@ -384,7 +463,7 @@ impl Llama {
             &self.final_norm,
             self.config.rms_norm_eps as f32,
         )?;
-        Ok(linear(&h, self.head())?)
+        Ok(linear(&h, self.lm_head.as_ref().unwrap_or(&self.embed))?)
     }
 
     /// Like [`Llama::logits`] after cached keys/values (which it extends), returning only each

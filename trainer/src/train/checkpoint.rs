@@ -1,6 +1,9 @@
-//! Checkpoints: trainable parameters, optimizer moments and the loop's position, written
-//! atomically (a temporary directory, fsynced, then renamed) so a crash never leaves a
-//! half-written checkpoint; the newest readable one is resumed, falling back past broken ones.
+//! Checkpoints: trainable parameters, optimizer moments and the loop's position. Every rank
+//! writes its own part of the trainable tensors into one file, in parallel; rank 0 then writes
+//! the position and renames the directory into place, so a crash never leaves a half-written
+//! checkpoint. A checkpoint of any world size resumes at any other: the parts are put back
+//! together by tensor name. The newest readable checkpoint is resumed, falling back past broken
+//! ones.
 
 use std::collections::HashMap;
 use std::fs;
@@ -8,17 +11,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
 use candle_core::{Device, Tensor};
-use ferrotune_config::Mode;
+use ferrotune_config::{Mode, Strategy};
 use serde::{Deserialize, Serialize};
 
-use super::optim::AdamWState;
-use super::params::FlatParams;
+use super::partition::{Piece, Whole};
+use crate::dist::Collective;
 
-const PARAMS_FILE: &str = "params.safetensors";
-const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
 /// The checkpoint layout this build writes and reads.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
+const PARTS: [&str; 3] = ["value", "exp_avg", "exp_avg_sq"];
 
 /// Where the training loop stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,8 +35,10 @@ pub struct TrainState {
     pub mode: Mode,
     /// The run's seed.
     pub seed: u64,
-    /// Processes that wrote it.
+    /// Processes that wrote it (one file each).
     pub world_size: usize,
+    /// How they split the state.
+    pub strategy: Strategy,
     /// Trainable elements.
     pub trainable_elements: usize,
     /// Wall-clock seconds of training so far (carried across resumes).
@@ -58,71 +62,108 @@ fn parse_step(name: &str) -> Option<u64> {
     name.strip_prefix("step-")?.parse().ok()
 }
 
-/// Writes a checkpoint for `state.step` under `root`, then deletes all but the newest `keep`.
+/// The file rank `rank` of `world` writes.
+pub fn shard_file(rank: usize, world: usize) -> String {
+    format!("shard-{rank:05}-of-{world:05}.safetensors")
+}
+
+/// Whether every rank succeeded at something: `failed` is this rank's view; all ranks call it.
+fn all_ok(comm: &mut dyn Collective, failed: bool) -> anyhow::Result<bool> {
+    Ok(comm.sum_f64(&[f64::from(u8::from(failed))])?[0] == 0.0)
+}
+
+/// Writes the checkpoint for `state.step` under `root` (every rank calls it, with its own
+/// `pieces`), then deletes all but the newest `keep`.
 pub fn save(
     root: &Path,
     state: &TrainState,
-    params: &FlatParams,
-    moments: &AdamWState,
+    pieces: &[Piece],
+    comm: &mut dyn Collective,
     keep: usize,
 ) -> anyhow::Result<PathBuf> {
+    let (rank, world) = (comm.rank(), comm.world());
     let final_dir = root.join(dir_name(state.step));
-    let tmp = root.join(format!(
-        ".tmp-{}-{}",
-        dir_name(state.step),
-        std::process::id()
-    ));
-    let write = || -> anyhow::Result<()> {
-        fs::create_dir_all(&tmp)?;
-        let mut named = HashMap::new();
-        let mut moments_named = HashMap::new();
-        for e in params.entries() {
-            let name = e.id.hf_name();
-            let range = e.offset..e.offset + e.len;
-            named.insert(
-                name.clone(),
-                Tensor::from_slice(
-                    &params.values[range.clone()],
-                    e.shape.as_slice(),
-                    &Device::Cpu,
-                )?,
-            );
-            moments_named.insert(
-                format!("{name}.exp_avg"),
-                Tensor::from_slice(&moments.exp_avg[range.clone()], e.len, &Device::Cpu)?,
-            );
-            moments_named.insert(
-                format!("{name}.exp_avg_sq"),
-                Tensor::from_slice(&moments.exp_avg_sq[range], e.len, &Device::Cpu)?,
-            );
-        }
-        moments_named.insert(
-            "step".into(),
-            Tensor::from_slice(&[moments.step as i64], 1, &Device::Cpu)?,
-        );
-        candle_core::safetensors::save(&named, tmp.join(PARAMS_FILE))?;
-        candle_core::safetensors::save(&moments_named, tmp.join(OPTIMIZER_FILE))?;
-        fs::write(tmp.join(STATE_FILE), serde_json::to_vec_pretty(state)?)?;
-        for f in [PARAMS_FILE, OPTIMIZER_FILE, STATE_FILE] {
-            fs::File::open(tmp.join(f))?.sync_all()?;
-        }
-        if final_dir.exists() {
-            fs::remove_dir_all(&final_dir)?;
-        }
-        fs::rename(&tmp, &final_dir)?;
-        fs::File::open(root)?.sync_all()?;
-        Ok(())
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e.context(format!(
+    let tmp = root.join(format!(".tmp-{}", dir_name(state.step)));
+    let context = || {
+        format!(
             "writing checkpoint {} in {}",
             dir_name(state.step),
             root.display()
-        )));
+        )
+    };
+    let prepared = if rank == 0 {
+        (|| -> anyhow::Result<()> {
+            if tmp.exists() {
+                fs::remove_dir_all(&tmp)?;
+            }
+            fs::create_dir_all(&tmp)?;
+            Ok(())
+        })()
+    } else {
+        Ok(())
+    };
+    if !all_ok(comm, prepared.is_err())? {
+        return Err(prepared
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("rank 0 failed")))
+        .with_context(context);
     }
-    prune(root, keep)?;
+    let written = write_shard(&tmp.join(shard_file(rank, world)), state.step, pieces);
+    if !all_ok(comm, written.is_err())? {
+        if rank == 0 {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        return Err(written
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("another rank could not write its part")))
+        .with_context(context);
+    }
+    let committed = if rank == 0 {
+        commit(&tmp, &final_dir, root, state).and_then(|()| prune(root, keep))
+    } else {
+        Ok(())
+    };
+    if !all_ok(comm, committed.is_err())? {
+        if rank == 0 {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        return Err(committed
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("rank 0 could not finish it")))
+        .with_context(context);
+    }
     Ok(final_dir)
+}
+
+fn write_shard(path: &Path, step: u64, pieces: &[Piece]) -> anyhow::Result<()> {
+    let mut named = HashMap::new();
+    named.insert(
+        "step".to_string(),
+        Tensor::from_slice(&[step as i64], 1, &Device::Cpu)?,
+    );
+    for p in pieces {
+        for (part, data) in PARTS.iter().zip([&p.values, &p.exp_avg, &p.exp_avg_sq]) {
+            named.insert(
+                format!("{}@{}/{part}", p.name, p.start),
+                Tensor::from_slice(data, data.len(), &Device::Cpu)?,
+            );
+        }
+    }
+    candle_core::safetensors::save(&named, path)?;
+    fs::File::open(path)?.sync_all()?;
+    Ok(())
+}
+
+fn commit(tmp: &Path, final_dir: &Path, root: &Path, state: &TrainState) -> anyhow::Result<()> {
+    let state_path = tmp.join(STATE_FILE);
+    fs::write(&state_path, serde_json::to_vec_pretty(state)?)?;
+    fs::File::open(&state_path)?.sync_all()?;
+    if final_dir.exists() {
+        fs::remove_dir_all(final_dir)?;
+    }
+    fs::rename(tmp, final_dir)?;
+    fs::File::open(root)?.sync_all()?;
+    Ok(())
 }
 
 /// Checkpoint directories under `root`, newest first (temporary ones excluded).
@@ -168,10 +209,17 @@ fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
         "checkpoint format {} is not supported (this build reads {FORMAT})",
         state.format
     );
-    for f in [PARAMS_FILE, OPTIMIZER_FILE] {
-        ensure!(dir.join(f).is_file(), "{f} is missing");
-    }
     Ok(state)
+}
+
+fn load_shards(dir: &Path, world: usize) -> anyhow::Result<Vec<HashMap<String, Tensor>>> {
+    (0..world)
+        .map(|r| {
+            let f = shard_file(r, world);
+            candle_core::safetensors::load(dir.join(&f), &Device::Cpu)
+                .with_context(|| format!("reading {f}"))
+        })
+        .collect()
 }
 
 /// The newest checkpoint under `root` whose files are intact. Broken newer ones are skipped with a
@@ -179,10 +227,7 @@ fn read_state(dir: &Path) -> anyhow::Result<TrainState> {
 pub fn newest(root: &Path) -> anyhow::Result<Option<Checkpoint>> {
     for (_, dir) in list(root)? {
         match read_state(&dir).and_then(|state| {
-            candle_core::safetensors::load(dir.join(PARAMS_FILE), &Device::Cpu)
-                .context("reading params")?;
-            candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), &Device::Cpu)
-                .context("reading optimizer state")?;
+            load_shards(&dir, state.world_size)?;
             Ok(state)
         }) {
             Ok(state) => return Ok(Some(Checkpoint { dir, state })),
@@ -195,55 +240,75 @@ pub fn newest(root: &Path) -> anyhow::Result<Option<Checkpoint>> {
     Ok(None)
 }
 
-/// Loads a checkpoint's parameters into `params` and returns the optimizer moments.
-pub fn restore(ckpt: &Checkpoint, params: &mut FlatParams) -> anyhow::Result<AdamWState> {
-    let ctx = || format!("restoring {}", ckpt.dir.display());
-    let named = candle_core::safetensors::load(ckpt.dir.join(PARAMS_FILE), &Device::Cpu)
-        .with_context(ctx)?;
-    let moments = candle_core::safetensors::load(ckpt.dir.join(OPTIMIZER_FILE), &Device::Cpu)
-        .with_context(ctx)?;
-    if named.len() != params.entries().len() {
-        bail!(
-            "{}: holds {} trainable tensors but this run trains {} (different mode or LoRA settings?)",
-            ckpt.dir.display(),
-            named.len(),
-            params.entries().len()
-        );
+/// Reads a checkpoint's trainable tensors whole — `trainable` names them with their element
+/// counts — and the optimizer's step count.
+pub fn restore(
+    ckpt: &Checkpoint,
+    trainable: &[(String, usize)],
+) -> anyhow::Result<(HashMap<String, Whole>, u64)> {
+    let dir = &ckpt.dir;
+    let ctx = || format!("restoring {}", dir.display());
+    let shards = load_shards(dir, ckpt.state.world_size).with_context(ctx)?;
+    let sizes: HashMap<&str, usize> = trainable.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+    let mut whole: HashMap<String, (Whole, usize)> = HashMap::new();
+    let mut step = None;
+    for shard in &shards {
+        for (key, t) in shard {
+            if key == "step" {
+                step = Some(t.to_vec1::<i64>()?[0] as u64);
+                continue;
+            }
+            let parsed = key
+                .rsplit_once('/')
+                .and_then(|(head, part)| Some((head.rsplit_once('@')?, part)));
+            let Some(((name, start), part)) = parsed else {
+                bail!("{}: unexpected tensor {key}", dir.display());
+            };
+            let start: usize = start
+                .parse()
+                .with_context(|| format!("{}: bad offset in {key}", dir.display()))?;
+            let Some(&len) = sizes.get(name) else {
+                bail!(
+                    "{}: holds {name}, which this run does not train (different mode or LoRA settings?)",
+                    dir.display()
+                );
+            };
+            let data = t.to_vec1::<f32>()?;
+            ensure!(
+                start + data.len() <= len,
+                "{}: {key} runs past the {len} elements of {name}",
+                dir.display()
+            );
+            let (w, filled) = whole.entry(name.to_string()).or_insert_with(|| {
+                (
+                    Whole {
+                        values: vec![0.0; len],
+                        exp_avg: vec![0.0; len],
+                        exp_avg_sq: vec![0.0; len],
+                    },
+                    0,
+                )
+            });
+            let target = match part {
+                "value" => {
+                    *filled += data.len();
+                    &mut w.values
+                }
+                "exp_avg" => &mut w.exp_avg,
+                "exp_avg_sq" => &mut w.exp_avg_sq,
+                _ => bail!("{}: unexpected tensor {key}", dir.display()),
+            };
+            target[start..start + data.len()].copy_from_slice(&data);
+        }
     }
-    let mut m = vec![0.0; params.len()];
-    let mut v = vec![0.0; params.len()];
-    let entries = params.entries().to_vec();
-    for e in entries {
-        let name = e.id.hf_name();
-        let get = |map: &HashMap<String, Tensor>, key: &str| -> anyhow::Result<Vec<f32>> {
-            let t = map
-                .get(key)
-                .with_context(|| format!("{}: no tensor {key}", ckpt.dir.display()))?;
-            Ok(t.flatten_all()?.to_vec1::<f32>()?)
-        };
-        params
-            .set_values(e.id, &get(&named, &name)?)
-            .with_context(ctx)?;
-        let range = e.offset..e.offset + e.len;
-        let (em, ev) = (
-            get(&moments, &format!("{name}.exp_avg"))?,
-            get(&moments, &format!("{name}.exp_avg_sq"))?,
-        );
+    for (name, len) in trainable {
+        let filled = whole.get(name).map_or(0, |(_, f)| *f);
         ensure!(
-            em.len() == e.len && ev.len() == e.len,
-            "{}: optimizer state of {name} has the wrong size",
-            ckpt.dir.display()
+            filled == *len,
+            "{}: holds {filled} of the {len} values of {name} (different mode or LoRA settings?)",
+            dir.display()
         );
-        m[range.clone()].copy_from_slice(&em);
-        v[range].copy_from_slice(&ev);
     }
-    let step = moments
-        .get("step")
-        .context("optimizer state has no step")?
-        .to_vec1::<i64>()?[0] as u64;
-    Ok(AdamWState {
-        step,
-        exp_avg: m,
-        exp_avg_sq: v,
-    })
+    let step = step.with_context(|| format!("{}: no optimizer step count", dir.display()))?;
+    Ok((whole.into_iter().map(|(k, (w, _))| (k, w)).collect(), step))
 }

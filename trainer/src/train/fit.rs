@@ -5,19 +5,21 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use ferrotune_config::progress::RunPhase;
 use ferrotune_config::{Config, NonFinitePolicy};
 
 use super::checkpoint::{self, TrainState};
-use super::clip::{clip_coefficient, scale, sum_of_squares};
+use super::clip::clip_coefficient;
+use super::grads::FlatGrads;
 use super::metrics::{MetricsLog, StepRecord};
-use super::optim::{AdamW, AdamWConfig};
-use super::params::FlatParams;
+use super::optim::AdamWConfig;
+use super::partition::Partition;
 use super::progress::Reporter;
 use super::schedule::learning_rate;
 use super::signals::StopFlag;
 use crate::data::{BatchLayout, Sample, collate, epoch_order};
+use crate::dist::Collective;
 use crate::model::llama::Llama;
 use crate::model::pass::{DropoutPlan, Pass, sample_stream};
 use crate::report::RunRecorder;
@@ -44,8 +46,11 @@ pub struct FitOutcome {
     pub last_loss: Option<f64>,
 }
 
-/// Trains `model` on `samples` as `config.training` says, writing checkpoints and metrics under
-/// `out`; `recorder` gets every step.
+/// Trains `model` on `samples` as `config.training` says, as rank `comm.rank()` of
+/// `comm.world()` under `config.distributed.strategy`, writing checkpoints (every rank its part)
+/// under `out`, and metrics there through `recorder` (rank 0 only). The model is whole on every
+/// rank when it returns.
+#[allow(clippy::too_many_arguments)]
 pub fn fit(
     model: &mut Llama,
     samples: &[Sample],
@@ -53,22 +58,32 @@ pub fn fit(
     config: &Config,
     out: &Path,
     stop: &StopFlag,
-    recorder: &mut RunRecorder,
+    mut recorder: Option<&mut RunRecorder>,
+    comm: &mut dyn Collective,
 ) -> anyhow::Result<FitOutcome> {
     let t = &config.training;
+    let (rank, world) = (comm.rank(), comm.world());
+    let leader = rank == 0;
     let layout = BatchLayout {
         micro: t.micro_batch_size(),
         accumulation: t.gradient_accumulation_steps(),
-        world: 1,
+        world,
     };
     let n = samples.len();
     let steps_per_epoch = layout.steps_per_epoch(n) as u64;
     let total = t.max_steps.unwrap_or(steps_per_epoch * u64::from(t.epochs));
     let warmup = t.warmup_steps(total);
-    let mut params = FlatParams::gather(model)?;
-    let segments = params.segments();
-    let adam = AdamWConfig::from_training(t);
-    let mut optimizer = AdamW::new(adam, params.len());
+    let strategy = config.distributed.strategy;
+    let mut grads = FlatGrads::for_model(model)?;
+    let bucket_bytes = (config.distributed.bucket_size_mb * 1024.0 * 1024.0) as usize;
+    let mut part = Partition::new(
+        model,
+        &grads,
+        strategy,
+        (rank, world),
+        AdamWConfig::from_training(t),
+        bucket_bytes,
+    )?;
     let ckpt_root = out.join("checkpoints");
     let mut state = TrainState {
         format: checkpoint::FORMAT,
@@ -76,13 +91,27 @@ pub fn fit(
         total_steps: total,
         mode: t.mode,
         seed: t.seed,
-        world_size: layout.world,
-        trainable_elements: params.len(),
+        world_size: world,
+        strategy,
+        trainable_elements: grads.len(),
         train_seconds: 0.0,
     };
-    if config.output.resume
-        && let Some(ckpt) = checkpoint::newest(&ckpt_root)?
-    {
+    let found = if config.output.resume {
+        checkpoint::newest(&ckpt_root)?
+    } else {
+        None
+    };
+    let seen = found.as_ref().map_or(-1.0, |c| c.state.step as f64);
+    ensure!(
+        comm.sum_f64(&[seen])?[0] == seen * world as f64,
+        "rank {rank} found {} in {}, but other ranks found another: output.dir must be one \
+         directory that every rank shares",
+        found
+            .as_ref()
+            .map_or("no checkpoint".into(), |c| c.dir.display().to_string()),
+        ckpt_root.display()
+    );
+    if let Some(ckpt) = found {
         let s = &ckpt.state;
         if s.mode != t.mode || s.seed != t.seed {
             bail!(
@@ -95,39 +124,50 @@ pub fn fit(
                 t.seed
             );
         }
-        let moments = checkpoint::restore(&ckpt, &mut params)?;
-        optimizer = AdamW::from_state(adam, 0..params.len(), moments)
-            .context("optimizer state in the checkpoint")?;
-        params.scatter(model)?;
+        let (whole, optimizer_step) = checkpoint::restore(&ckpt, &part.trainable())?;
+        part.restore(&whole, optimizer_step, model, comm)
+            .with_context(|| format!("restoring {}", ckpt.dir.display()))?;
         state.step = s.step;
         state.train_seconds = s.train_seconds;
-        tracing::info!(
-            "resuming from {} (step {}/{total})",
-            ckpt.dir.display(),
-            s.step
-        );
+        if leader {
+            tracing::info!(
+                "resuming from {} (step {}/{total}, written by {} {:?} ranks)",
+                ckpt.dir.display(),
+                s.step,
+                s.world_size,
+                s.strategy
+            );
+        }
     }
     std::fs::create_dir_all(&ckpt_root)
         .with_context(|| format!("creating {}", ckpt_root.display()))?;
-    tracing::info!(
-        "training {} parameters: {n} samples, {} per step ({} × {} micro-batches × {} ranks), {total} steps, \
-         {steps_per_epoch} per epoch, warm-up {warmup}",
-        params.len(),
-        layout.global_batch(),
-        layout.micro,
-        layout.accumulation,
-        layout.world
-    );
+    if leader {
+        tracing::info!(
+            "training {} parameters: {n} samples, {} per step ({} × {} micro-batches × {} ranks, \
+             {strategy:?}), {total} steps, {steps_per_epoch} per epoch, warm-up {warmup}",
+            grads.len(),
+            layout.global_batch(),
+            layout.micro,
+            layout.accumulation,
+            layout.world
+        );
+    }
 
-    let mut metrics = MetricsLog::open(&out.join("metrics.jsonl"), state.step)?;
-    let mut reporter = Reporter::new(total, state.step, t.logging_steps);
+    let mut metrics = if leader {
+        Some(MetricsLog::open(&out.join("metrics.jsonl"), state.step)?)
+    } else {
+        None
+    };
+    let mut reporter = leader.then(|| Reporter::new(total, state.step, t.logging_steps));
     let started = Instant::now();
     let prior_seconds = state.train_seconds;
     let mut order: Option<(u64, Vec<usize>)> = None;
     let mut last_loss = None;
     let mut saved_step = state.step;
     while state.step < total {
-        if stop.requested() {
+        // Every rank stops at the same step, whichever of them was asked to.
+        let stops = comm.sum_f64(&[f64::from(u8::from(stop.requested()))])?;
+        if stops[0] > 0.0 {
             break;
         }
         let step = state.step;
@@ -143,10 +183,21 @@ pub fn fit(
             .map(|&i| samples[i].target().len())
             .sum();
         let tick = Instant::now();
-        params.zero_grads();
+        grads.zero();
+        let mine = layout.micro_batches(order, in_epoch, rank);
+        // ZeRO-3 ranks gather together, so all run as many micro-batches as the busiest one.
+        let rounds = (0..world)
+            .map(|r| layout.micro_batches(order, in_epoch, r))
+            .max()
+            .unwrap_or(0);
         let (mut loss_sum, mut tokens) = (0.0, 0u64);
-        for k in 0..layout.micro_batches(order, in_epoch, 0) {
-            let idx = layout.micro_batch(order, in_epoch, 0, k);
+        let weights = part.weights(model, &mut *comm);
+        for k in 0..rounds {
+            if k >= mine {
+                weights.idle()?;
+                continue;
+            }
+            let idx = layout.micro_batch(order, in_epoch, rank, k);
             let micro: Vec<&Sample> = idx.iter().map(|&i| &samples[i]).collect();
             let batch = collate(&micro, pad_id);
             let pass = Pass {
@@ -162,20 +213,23 @@ pub fn fit(
             };
             let grad_scale = 1.0 / n_targets.max(1) as f32;
             let micro_loss = model
-                .forward_backward(
+                .forward_backward_with(
+                    &weights,
                     &batch.ids,
                     &batch.targets,
                     &pass,
                     grad_scale,
                     t.gradient_checkpointing,
-                    &mut params,
+                    &mut grads,
                 )
                 .with_context(|| format!("step {}, micro-batch {}", step + 1, k + 1))?;
             loss_sum += micro_loss.loss_sum;
             tokens += micro.iter().map(|s| s.len() as u64).sum::<u64>();
         }
-        let loss = loss_sum / n_targets.max(1) as f64;
-        let grad_norm = sum_of_squares(&params.grads).sqrt();
+        drop(weights);
+        let sums = comm.sum_f64(&[loss_sum, tokens as f64])?;
+        let (loss, tokens) = (sums[0] / n_targets.max(1) as f64, sums[1] as u64);
+        let (shards, grad_norm) = part.reduce(&mut grads, comm)?;
         let lr = learning_rate(t.lr_scheduler, t.learning_rate(), warmup, total, step);
         let finite = loss.is_finite() && grad_norm.is_finite();
         if !finite && t.nonfinite == NonFinitePolicy::Fail {
@@ -187,15 +241,14 @@ pub fn fit(
             );
         }
         if finite {
-            if t.max_grad_norm > 0.0 {
-                scale(
-                    &mut params.grads,
-                    clip_coefficient(grad_norm, t.max_grad_norm),
-                );
-            }
-            optimizer.step(&mut params.values, &params.grads, &segments, lr)?;
-            params.scatter(model)?;
-        } else {
+            let coefficient = if t.max_grad_norm > 0.0 {
+                clip_coefficient(grad_norm, t.max_grad_norm)
+            } else {
+                1.0
+            };
+            part.step(shards, coefficient, lr)?;
+            part.apply(model, comm)?;
+        } else if leader {
             tracing::warn!(
                 "step {}: non-finite loss or gradients, update skipped",
                 step + 1
@@ -216,43 +269,44 @@ pub fn fit(
             peak_memory_bytes: crate::report::host::peak_rss_bytes(),
             skipped: !finite,
         };
-        metrics.append(&record)?;
-        recorder.step(&record)?;
-        reporter.step(&record);
+        if let Some(m) = &mut metrics {
+            m.append(&record)?;
+        }
+        if let Some(r) = recorder.as_deref_mut() {
+            r.step(&record)?;
+        }
+        if let Some(r) = &mut reporter {
+            r.step(&record);
+        }
         last_loss = Some(loss);
         if (t.save_steps > 0 && state.step.is_multiple_of(t.save_steps)) || state.step == total {
-            checkpoint::save(
-                &ckpt_root,
-                &state,
-                &params,
-                &optimizer.state(),
-                t.save_total_limit,
-            )?;
-            reporter.checkpoint(state.step);
+            checkpoint::save(&ckpt_root, &state, &part.pieces(), comm, t.save_total_limit)?;
+            if let Some(r) = &mut reporter {
+                r.checkpoint(state.step);
+            }
             saved_step = state.step;
         }
     }
     // Training is over (or stopped): what follows writes checkpoints, adapters or the model.
-    reporter.phase(RunPhase::Exporting, state.step);
-    reporter.finish();
+    if let Some(r) = &reporter {
+        r.phase(RunPhase::Exporting, state.step);
+        r.finish();
+    }
     let finish = if state.step < total {
         if saved_step < state.step {
-            checkpoint::save(
-                &ckpt_root,
-                &state,
-                &params,
-                &optimizer.state(),
-                t.save_total_limit,
-            )?;
+            checkpoint::save(&ckpt_root, &state, &part.pieces(), comm, t.save_total_limit)?;
         }
-        tracing::warn!(
-            "interrupted after step {}/{total}; checkpoint written, run again to resume",
-            state.step
-        );
+        if leader {
+            tracing::warn!(
+                "interrupted after step {}/{total}; checkpoint written, run again to resume",
+                state.step
+            );
+        }
         Finish::Interrupted
     } else {
         Finish::Completed
     };
+    part.unshard(model, comm)?;
     Ok(FitOutcome {
         finish,
         steps: state.step,

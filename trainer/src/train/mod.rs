@@ -5,12 +5,14 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod fit;
+pub mod grads;
 pub mod metrics;
 pub mod optim;
 pub mod outputs;
-pub mod params;
+pub mod partition;
 pub mod progress;
 pub mod schedule;
+pub mod shard;
 pub mod signals;
 
 use anyhow::Context;
@@ -20,6 +22,7 @@ use ferrotune_config::paths::expand;
 pub use fit::Finish;
 
 use crate::data;
+use crate::dist::{self, WorldEnv};
 use crate::eval;
 use crate::model::llama::{Adaptation, Llama};
 use crate::report::RunRecorder;
@@ -27,16 +30,22 @@ use crate::setup::load_base;
 use signals::StopFlag;
 
 /// Runs `ferrotune train`: fine-tunes as the config says, writes the outputs, and evaluates
-/// before and/or after as `eval` asks.
-pub fn run(config: &Config) -> anyhow::Result<Finish> {
+/// before and/or after as `eval` asks. With `world` (one rank of a multi-process job) the ranks
+/// train together; rank 0 writes the metrics, exports and evaluates after training.
+pub fn run(config: &Config, world: Option<&WorldEnv>) -> anyhow::Result<Finish> {
     let stop = StopFlag::install()?;
     let out = expand(&config.output.dir).map_err(|e| anyhow::anyhow!("output.dir: {e}"))?;
+    let single = WorldEnv::local(1, 0, 0);
+    let env = world.unwrap_or(&single);
+    let leader = env.rank() == 0;
     std::fs::create_dir_all(&out)
         .with_context(|| format!("creating output.dir {}", out.display()))?;
-    std::fs::write(out.join("config.yaml"), config.to_yaml())
-        .context("writing the resolved config")?;
+    if leader {
+        std::fs::write(out.join("config.yaml"), config.to_yaml())
+            .context("writing the resolved config")?;
+    }
 
-    let base = load_base(config, 0)?;
+    let base = load_base(config, env.local_rank)?;
     let c = &base.model.config;
     tracing::info!(
         "model {}: {} layers, hidden {}, {}/{} heads, vocab {}, on {}",
@@ -48,9 +57,15 @@ pub fn run(config: &Config) -> anyhow::Result<Finish> {
         c.vocab_size,
         crate::device::describe(&base.device)
     );
-    let mut recorder = RunRecorder::create(&out, &base.device)?;
+    let mut recorder = if leader {
+        Some(RunRecorder::create(&out, &base.device)?)
+    } else {
+        None
+    };
     let prepared = data::prepare(config, &base.tokenizer)?;
-    tracing::info!("training data: {}", prepared.stats);
+    if leader {
+        tracing::info!("training data: {}", prepared.stats);
+    }
     let mut model = Llama::new(
         base.model.config,
         base.model.tensors,
@@ -58,22 +73,30 @@ pub fn run(config: &Config) -> anyhow::Result<Finish> {
         config.training.seed,
     )?;
 
+    // Every rank scores the untuned model (the same result), so none waits for rank 0 longer
+    // than the collectives' timeout; rank 0 writes it.
     let before = if config.eval.before_training {
+        let dir = if leader {
+            out.join("base_eval")
+        } else {
+            std::env::temp_dir().join(format!("ferrotune-base-eval-rank{}", env.rank()))
+        };
         Some(eval::evaluate(
             &model,
             &base.tokenizer,
             &prepared.eval,
             config,
             &base.name,
-            &out.join("base_eval"),
+            &dir,
         )?)
     } else {
         None
     };
-    if let Some(results) = &before {
-        recorder.eval(0, results)?;
+    if let (Some(results), Some(r)) = (&before, &mut recorder) {
+        r.eval(0, results)?;
     }
 
+    let mut comm = dist::connect(env, &config.distributed)?;
     let outcome = fit::fit(
         &mut model,
         &prepared.train,
@@ -81,11 +104,15 @@ pub fn run(config: &Config) -> anyhow::Result<Finish> {
         config,
         &out,
         &stop,
-        &mut recorder,
+        recorder.as_mut(),
+        comm.as_mut(),
     )?;
     if outcome.finish == Finish::Interrupted {
         return Ok(Finish::Interrupted);
     }
+    let Some(mut recorder) = recorder else {
+        return Ok(Finish::Completed);
+    };
     metrics::write_duration(&out.join("training_duration.json"), outcome.seconds)?;
     let model_path = outputs::write(&model, &base.tokenizer, config, &base.name, &out)?;
     tracing::info!(

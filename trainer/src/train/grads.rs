@@ -1,0 +1,115 @@
+//! The trainable parameters' layout and their accumulated gradients as one flat f32 buffer:
+//! what a backward pass fills and the reduction across ranks (bucketed or sharded) reads.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, ensure};
+use candle_core::{DType, Tensor};
+
+use crate::model::grads::GradSink;
+use crate::model::llama::Llama;
+use crate::model::params::ParamId;
+
+/// Where one trainable parameter lives in the flat buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Which parameter.
+    pub id: ParamId,
+    /// Its tensor shape.
+    pub shape: Vec<usize>,
+    /// First element in the flat buffer.
+    pub offset: usize,
+    /// Number of elements.
+    pub len: usize,
+}
+
+impl Entry {
+    /// The entry's elements in the flat buffer.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len
+    }
+}
+
+/// Gradients of the model's trainable parameters, entry after entry.
+#[derive(Debug)]
+pub struct FlatGrads {
+    entries: Vec<Entry>,
+    index: HashMap<ParamId, usize>,
+    /// The gradients.
+    pub grads: Vec<f32>,
+}
+
+impl FlatGrads {
+    /// A zeroed buffer for the model's trainable parameters, in [`Llama::trainable`] order.
+    pub fn for_model(model: &Llama) -> anyhow::Result<Self> {
+        let mut entries = Vec::new();
+        let mut offset = 0;
+        for id in model.trainable() {
+            let shape = model.param(id)?.dims().to_vec();
+            let len = shape.iter().product();
+            entries.push(Entry {
+                id,
+                shape,
+                offset,
+                len,
+            });
+            offset += len;
+        }
+        let index = entries.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
+        Ok(Self {
+            entries,
+            index,
+            grads: vec![0.0; offset],
+        })
+    }
+
+    /// The parameters, in buffer order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The entry of `id`.
+    pub fn entry(&self, id: ParamId) -> Option<&Entry> {
+        self.index.get(&id).map(|&i| &self.entries[i])
+    }
+
+    /// Total number of trainable elements.
+    pub fn len(&self) -> usize {
+        self.grads.len()
+    }
+
+    /// Whether nothing is trainable.
+    pub fn is_empty(&self) -> bool {
+        self.grads.is_empty()
+    }
+
+    /// The gradient of `id`.
+    pub fn of(&self, id: ParamId) -> Option<&[f32]> {
+        self.entry(id).map(|e| &self.grads[e.range()])
+    }
+
+    /// Sets all gradients to zero.
+    pub fn zero(&mut self) {
+        self.grads.fill(0.0);
+    }
+}
+
+impl GradSink for FlatGrads {
+    fn add(&mut self, id: ParamId, grad: Tensor) -> anyhow::Result<()> {
+        let e = self
+            .entry(id)
+            .with_context(|| format!("gradient for {id}, which is not trainable"))?;
+        let range = e.range();
+        let data = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        ensure!(
+            data.len() == range.len(),
+            "gradient of {id} has {} elements, expected {}",
+            data.len(),
+            range.len()
+        );
+        for (g, d) in self.grads[range].iter_mut().zip(&data) {
+            *g += d;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,469 @@
+//! Who holds what under each strategy, and the step's communication.
+//!
+//! The trainable master values and their AdamW state live in [`Unit`]s. Under DDP one unit holds
+//! every trainable tensor whole on every rank, and gradients are all-reduced in buckets. Under
+//! ZeRO-2 the same unit is sharded ([`ShardLayout`]): gradients are reduce-scattered, each rank
+//! updates its shard, and the updated values are all-gathered into the model, which stays whole.
+//! Under ZeRO-3 there is one unit per block plus one for the embedding, final norm and head,
+//! each holding its frozen tensors' shards too; the model keeps no weights and [`Gathering`]
+//! all-gathers a unit just before the pass uses it.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use anyhow::{Context, bail, ensure};
+use candle_core::{DType, Tensor};
+use ferrotune_config::{Strategy, TargetModule};
+
+use super::clip::{scale, sum_of_squares};
+use super::grads::FlatGrads;
+use super::optim::{AdamW, AdamWConfig, AdamWState, Segment};
+use super::shard::ShardLayout;
+use crate::dist::Collective;
+use crate::model::block::Block;
+use crate::model::linear::Weight;
+use crate::model::llama::{Llama, Outer, Weights};
+use crate::model::params::ParamId;
+
+/// One rank's part of a group of tensors: trainable ones first, then frozen ones (ZeRO-3).
+#[derive(Debug)]
+struct Unit {
+    ids: Vec<ParamId>,
+    shapes: Vec<Vec<usize>>,
+    /// How many of `ids` are trainable.
+    trainable: usize,
+    /// Layout of all the unit's tensors.
+    layout: ShardLayout,
+    /// Layout of the trainable ones alone: the same offsets, a shorter shard.
+    train_layout: ShardLayout,
+    /// This rank's chunks.
+    shard: Vec<f32>,
+    adam: AdamW,
+    segments: Vec<Segment>,
+}
+
+impl Unit {
+    fn new(
+        model: &Llama,
+        ids: Vec<ParamId>,
+        trainable: usize,
+        (rank, world): (usize, usize),
+        adam: AdamWConfig,
+    ) -> anyhow::Result<Self> {
+        let mut shapes = Vec::with_capacity(ids.len());
+        let mut values = Vec::with_capacity(ids.len());
+        for &id in &ids {
+            let t = model.param(id)?;
+            shapes.push(t.dims().to_vec());
+            values.push(flat(&t)?);
+        }
+        let layout = ShardLayout::new(values.iter().map(Vec::len), rank, world);
+        let train_layout = ShardLayout::new(values[..trainable].iter().map(Vec::len), rank, world);
+        let mut shard = vec![0.0; layout.shard_len()];
+        for (i, v) in values.iter().enumerate() {
+            layout.take(i, v, &mut shard);
+        }
+        let segments = (0..trainable)
+            .map(|i| Segment {
+                offset: train_layout.offset(i),
+                len: train_layout.chunk(i),
+                decay: ids[i].decays(),
+            })
+            .collect();
+        Ok(Self {
+            adam: AdamW::new(adam, train_layout.shard_len()),
+            ids,
+            shapes,
+            trainable,
+            layout,
+            train_layout,
+            shard,
+            segments,
+        })
+    }
+
+    fn train_len(&self) -> usize {
+        self.train_layout.shard_len()
+    }
+
+    /// The unit's tensors, whole, gathered from every rank.
+    fn gather(
+        &self,
+        comm: &mut dyn Collective,
+        trainable_only: bool,
+    ) -> anyhow::Result<Vec<Tensor>> {
+        let (layout, shard) = if trainable_only {
+            (&self.train_layout, &self.shard[..self.train_len()])
+        } else {
+            (&self.layout, &self.shard[..])
+        };
+        let world = layout.world();
+        let all = if world == 1 {
+            shard.to_vec()
+        } else {
+            comm.all_gather(shard, shard.len() * world)?
+        };
+        layout
+            .unpack(&all)
+            .into_iter()
+            .zip(&self.shapes)
+            .map(|(v, shape)| {
+                Ok(Tensor::from_vec(
+                    v,
+                    shape.as_slice(),
+                    &candle_core::Device::Cpu,
+                )?)
+            })
+            .collect()
+    }
+}
+
+fn flat(t: &Tensor) -> anyhow::Result<Vec<f32>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// A part of a trainable tensor owned by this rank, as a checkpoint stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Piece {
+    /// The tensor's Hugging Face name.
+    pub name: String,
+    /// Its first element within the tensor.
+    pub start: usize,
+    /// Master values.
+    pub values: Vec<f32>,
+    /// AdamW first moments.
+    pub exp_avg: Vec<f32>,
+    /// AdamW second moments.
+    pub exp_avg_sq: Vec<f32>,
+}
+
+/// A trainable tensor whole, with its optimizer moments, as a checkpoint restores it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Whole {
+    /// Master values.
+    pub values: Vec<f32>,
+    /// AdamW first moments.
+    pub exp_avg: Vec<f32>,
+    /// AdamW second moments.
+    pub exp_avg_sq: Vec<f32>,
+}
+
+/// The strategy's split of the trainable state on this rank.
+#[derive(Debug)]
+pub struct Partition {
+    strategy: Strategy,
+    rank: usize,
+    units: Vec<Unit>,
+    bucket: usize,
+}
+
+impl Partition {
+    /// Splits `model`'s trainable parameters (whose gradients `grads` lays out) for `rank` of
+    /// `world` under `strategy`. Under ZeRO-3 the model's weights are moved into the shards.
+    pub fn new(
+        model: &mut Llama,
+        grads: &FlatGrads,
+        strategy: Strategy,
+        (rank, world): (usize, usize),
+        adam: AdamWConfig,
+        bucket_bytes: usize,
+    ) -> anyhow::Result<Self> {
+        let ids: Vec<ParamId> = grads.entries().iter().map(|e| e.id).collect();
+        let units = match strategy {
+            Strategy::Ddp => vec![Unit::new(model, ids.clone(), ids.len(), (0, 1), adam)?],
+            Strategy::Zero2 => vec![Unit::new(
+                model,
+                ids.clone(),
+                ids.len(),
+                (rank, world),
+                adam,
+            )?],
+            Strategy::Zero3 => {
+                let quantised = model.blocks.iter().any(|b| {
+                    TargetModule::ALL
+                        .iter()
+                        .any(|&m| matches!(b.proj(m).weight, Weight::Nf4 { .. }))
+                });
+                ensure!(
+                    !quantised,
+                    "distributed.strategy zero3 does not shard an NF4 (qlora) base; use ddp or zero2 \
+                     with qlora (its 4-bit base is small already)"
+                );
+                let mut units = Vec::with_capacity(model.units());
+                for u in 0..model.units() {
+                    let (mut all, frozen): (Vec<_>, Vec<_>) = model
+                        .unit_params(u)
+                        .into_iter()
+                        .partition(|id| grads.entry(*id).is_some());
+                    let trainable = all.len();
+                    all.extend(frozen);
+                    units.push(Unit::new(model, all, trainable, (rank, world), adam)?);
+                }
+                for id in units.iter().flat_map(|u| u.ids.clone()).collect::<Vec<_>>() {
+                    *model.slot(id)? = Tensor::zeros(0, DType::F32, model.device())?;
+                }
+                units
+            }
+        };
+        Ok(Self {
+            strategy,
+            rank,
+            units,
+            bucket: (bucket_bytes / 4).max(1),
+        })
+    }
+
+    /// The strategy.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// Sums the ranks' gradients: returns each unit's reduced gradient shard and the global
+    /// gradient norm (the same on every rank).
+    pub fn reduce(
+        &self,
+        grads: &mut FlatGrads,
+        comm: &mut dyn Collective,
+    ) -> anyhow::Result<(Vec<Vec<f32>>, f64)> {
+        if self.strategy == Strategy::Ddp {
+            if comm.world() > 1 {
+                for bucket in grads.grads.chunks_mut(self.bucket) {
+                    comm.all_reduce_sum(bucket)?;
+                }
+            }
+            let norm = sum_of_squares(&grads.grads).sqrt();
+            return Ok((vec![grads.grads.clone()], norm));
+        }
+        let mut shards = Vec::with_capacity(self.units.len());
+        let mut squares = 0.0;
+        for unit in &self.units {
+            let packed = unit.train_layout.pack(|i| {
+                grads
+                    .of(unit.ids[i])
+                    .expect("the unit's trainable tensors have gradients")
+            });
+            let shard = if unit.train_len() == 0 {
+                Vec::new()
+            } else {
+                comm.reduce_scatter_sum(&packed)?
+            };
+            squares += sum_of_squares(&shard);
+            shards.push(shard);
+        }
+        let norm = comm.sum_f64(&[squares])?[0].sqrt();
+        Ok((shards, norm))
+    }
+
+    /// One AdamW step of every unit's shard with its reduced gradients, scaled by `coefficient`
+    /// (gradient clipping).
+    pub fn step(
+        &mut self,
+        mut shards: Vec<Vec<f32>>,
+        coefficient: f32,
+        lr: f64,
+    ) -> anyhow::Result<()> {
+        for (unit, grads) in self.units.iter_mut().zip(&mut shards) {
+            if coefficient != 1.0 {
+                scale(grads, coefficient);
+            }
+            let n = unit.train_len();
+            unit.adam
+                .step(&mut unit.shard[..n], grads, &unit.segments, lr)?;
+        }
+        Ok(())
+    }
+
+    /// Puts the updated values into the model (all-gathered under ZeRO-2; under ZeRO-3 the
+    /// model holds no weights, so nothing moves).
+    pub fn apply(&self, model: &mut Llama, comm: &mut dyn Collective) -> anyhow::Result<()> {
+        if self.strategy == Strategy::Zero3 {
+            return Ok(());
+        }
+        for unit in &self.units {
+            let device = model.device().clone();
+            for (id, t) in unit.ids.iter().zip(unit.gather(comm, true)?) {
+                model.set_param(*id, t.to_device(&device)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the model whole again on every rank (ZeRO-3), for exporting and evaluating.
+    pub fn unshard(&self, model: &mut Llama, comm: &mut dyn Collective) -> anyhow::Result<()> {
+        if self.strategy != Strategy::Zero3 {
+            return Ok(());
+        }
+        let device = model.device().clone();
+        for unit in &self.units {
+            for (id, t) in unit.ids.iter().zip(unit.gather(comm, false)?) {
+                *model.slot(*id)? = t.to_device(&device)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Optimizer steps taken.
+    pub fn steps_taken(&self) -> u64 {
+        self.units.first().map_or(0, |u| u.adam.steps_taken())
+    }
+
+    /// What this rank writes into a checkpoint: its part of every trainable tensor (all of them
+    /// on rank 0 under DDP, nothing on the other DDP ranks).
+    pub fn pieces(&self) -> Vec<Piece> {
+        if self.strategy == Strategy::Ddp && self.rank != 0 {
+            return Vec::new();
+        }
+        let mut pieces = Vec::new();
+        for unit in &self.units {
+            let state = unit.adam.state();
+            for i in 0..unit.trainable {
+                let owned = unit.train_layout.owned(i);
+                let at = unit.train_layout.offset(i);
+                let here = at..at + owned.len();
+                pieces.push(Piece {
+                    name: unit.ids[i].hf_name(),
+                    start: owned.start,
+                    values: unit.shard[here.clone()].to_vec(),
+                    exp_avg: state.exp_avg[here.clone()].to_vec(),
+                    exp_avg_sq: state.exp_avg_sq[here].to_vec(),
+                });
+            }
+        }
+        pieces
+    }
+
+    /// Names and element counts of the trainable tensors, as a checkpoint must hold them.
+    pub fn trainable(&self) -> Vec<(String, usize)> {
+        self.units
+            .iter()
+            .flat_map(|u| {
+                (0..u.trainable).map(|i| (u.ids[i].hf_name(), u.shapes[i].iter().product()))
+            })
+            .collect()
+    }
+
+    /// Restores the master values and optimizer state from whole tensors by name (a checkpoint
+    /// of any world size), then [`Partition::apply`]s them.
+    pub fn restore(
+        &mut self,
+        whole: &HashMap<String, Whole>,
+        step: u64,
+        model: &mut Llama,
+        comm: &mut dyn Collective,
+    ) -> anyhow::Result<()> {
+        for unit in &mut self.units {
+            let n = unit.train_len();
+            let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+            for i in 0..unit.trainable {
+                let name = unit.ids[i].hf_name();
+                let w = whole
+                    .get(&name)
+                    .with_context(|| format!("the checkpoint has no {name}"))?;
+                let len: usize = unit.shapes[i].iter().product();
+                ensure!(
+                    [&w.values, &w.exp_avg, &w.exp_avg_sq]
+                        .iter()
+                        .all(|b| b.len() == len),
+                    "the checkpoint's {name} has {} values, this run's has {len}",
+                    w.values.len()
+                );
+                unit.train_layout.take(i, &w.values, &mut unit.shard[..n]);
+                unit.train_layout.take(i, &w.exp_avg, &mut m);
+                unit.train_layout.take(i, &w.exp_avg_sq, &mut v);
+            }
+            unit.adam = AdamW::from_state(
+                *unit.adam.config(),
+                0..n,
+                AdamWState {
+                    step,
+                    exp_avg: m,
+                    exp_avg_sq: v,
+                },
+            )?;
+        }
+        self.apply(model, comm)
+    }
+
+    /// The weights a training pass reads: the model's own, or (ZeRO-3) gathered unit by unit.
+    pub fn weights<'a>(&'a self, model: &'a Llama, comm: &'a mut dyn Collective) -> Gathering<'a> {
+        Gathering {
+            model,
+            partition: self,
+            comm: RefCell::new(comm),
+        }
+    }
+}
+
+/// [`Weights`] under a [`Partition`]: borrowed from the model, or all-gathered per unit just
+/// before use and dropped after (ZeRO-3).
+pub struct Gathering<'a> {
+    model: &'a Llama,
+    partition: &'a Partition,
+    comm: RefCell<&'a mut dyn Collective>,
+}
+
+impl Gathering<'_> {
+    fn sharded(&self) -> bool {
+        self.partition.strategy == Strategy::Zero3
+    }
+
+    fn gather(&self, unit: usize) -> anyhow::Result<Vec<(ParamId, Tensor)>> {
+        let unit = &self.partition.units[unit];
+        let device = self.model.device();
+        let mut comm = self.comm.borrow_mut();
+        unit.ids
+            .iter()
+            .zip(unit.gather(&mut **comm, false)?)
+            .map(|(id, t)| Ok((*id, t.to_device(device)?)))
+            .collect()
+    }
+
+    /// Takes part in a micro-batch's gathers without computing: a ZeRO-3 rank with no samples
+    /// left in the step must still serve the others' gathers.
+    pub fn idle(&self) -> anyhow::Result<()> {
+        if self.sharded() {
+            let blocks = self.model.blocks.len();
+            self.outer()?;
+            (0..blocks).try_for_each(|i| self.block(i).map(drop))?;
+            self.outer()?;
+            (0..blocks)
+                .rev()
+                .try_for_each(|i| self.block(i).map(drop))?;
+        }
+        Ok(())
+    }
+}
+
+impl Weights for Gathering<'_> {
+    fn outer(&self) -> anyhow::Result<Outer<'_>> {
+        if !self.sharded() {
+            return self.model.outer();
+        }
+        let mut outer = Outer {
+            embed: Cow::Owned(Tensor::zeros(0, DType::F32, self.model.device())?),
+            final_norm: Cow::Owned(Tensor::zeros(0, DType::F32, self.model.device())?),
+            lm_head: None,
+        };
+        for (id, t) in self.gather(0)? {
+            match id {
+                ParamId::Embed => outer.embed = Cow::Owned(t),
+                ParamId::FinalNorm => outer.final_norm = Cow::Owned(t),
+                ParamId::LmHead => outer.lm_head = Some(Cow::Owned(t)),
+                _ => bail!("{id} is not an outer weight"),
+            }
+        }
+        Ok(outer)
+    }
+
+    fn block(&self, i: usize) -> anyhow::Result<Cow<'_, Block>> {
+        if !self.sharded() {
+            return self.model.block(i);
+        }
+        let mut block = self.model.blocks[i].clone();
+        for (id, t) in self.gather(1 + i)? {
+            *block.slot(id)? = t;
+        }
+        Ok(Cow::Owned(block))
+    }
+}
