@@ -13,6 +13,7 @@ use anyhow::Context;
 use candle_core::{Device, Tensor};
 use clap::{Parser, ValueEnum};
 use ferrotune::data::Sample;
+use ferrotune::dist::{WorldEnv, launch};
 use ferrotune::model::llama::{Adaptation, Llama};
 use ferrotune::model::load::expected_tensors;
 use ferrotune::model::params::ParamId;
@@ -63,6 +64,9 @@ struct Args {
     /// cpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// How ranks split the work when NPROC_PER_NODE > 1 starts several (ddp, zero2, zero3).
+    #[arg(long, default_value = "ddp")]
+    strategy: String,
     /// Peak TFLOP/s of the device, for MFU.
     #[arg(long, default_value_t = 989.0)]
     peak_tflops: f64,
@@ -90,6 +94,13 @@ fn main() -> anyhow::Result<()> {
     // SAFETY: first thing in `main`, before any other thread exists.
     unsafe { ferrotune::runtime::configure() };
     let args = Args::parse();
+    let world_env = WorldEnv::from_env()?;
+    if let Some(env) = world_env.as_ref().filter(|e| launch::should_launch(e)) {
+        launch::run(env)?;
+        return Ok(());
+    }
+    let env = world_env.unwrap_or_else(|| WorldEnv::local(1, 0, 0));
+    let world = env.world_size;
     let started = Instant::now();
     let out = tempfile::tempdir().context("creating a scratch output directory")?;
     let config = bench_config(&args, out.path())?;
@@ -103,7 +114,7 @@ fn main() -> anyhow::Result<()> {
         &Adaptation::from_config(&config),
         args.seed,
     )?;
-    let rows = (args.warmup + args.steps) as usize * args.micro_batch;
+    let rows = (args.warmup + args.steps) as usize * args.micro_batch * world;
     let vocab = llama_config.vocab_size as u32;
     let samples: Vec<Sample> = (0..rows)
         .map(|_| Sample {
@@ -115,22 +126,42 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let setup_s = started.elapsed().as_secs_f64();
 
-    let mut recorder = RunRecorder::create(out.path(), &device)?;
+    let leader = env.rank() == 0;
+    let mut recorder = if leader {
+        Some(RunRecorder::create(out.path(), &device)?)
+    } else {
+        None
+    };
     let stop = StopFlag::install()?;
-    fit(
+    let mut comm = ferrotune::dist::connect(&env, &config.distributed)?;
+    let outcome = fit(
         &mut model,
         &samples,
         0,
         &config,
         out.path(),
         &stop,
-        &mut recorder,
+        recorder.as_mut(),
+        comm.as_mut(),
     )?;
-    let records = read_records(&out.path().join("metrics.jsonl"))?;
-    println!(
-        "{}",
-        result(&args, &llama_config, &records, setup_s, &model)?
-    );
+    // Every rank's memory, gathered to all: (accounted state, peak RSS) in MiB.
+    let mib = |b: u64| (b as f64 / (1u64 << 20) as f64) as f32;
+    let rss = ferrotune::report::host::peak_rss_bytes().unwrap_or(0);
+    let memory = comm.all_gather(&[mib(outcome.state_bytes as u64), mib(rss)], 2 * world)?;
+    if leader {
+        let records = read_records(&out.path().join("metrics.jsonl"))?;
+        let mut line = result(&args, &llama_config, &records, setup_s, &model, world)?;
+        line["world"] = world.into();
+        line["strategy"] = args.strategy.clone().into();
+        line["state_mib_per_rank"] = memory.iter().step_by(2).map(|&m| f64::from(m)).collect();
+        line["peak_rss_mib_per_rank"] = memory
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|&m| f64::from(m))
+            .collect();
+        println!("{line}");
+    }
     Ok(())
 }
 
@@ -161,6 +192,7 @@ fn bench_config(args: &Args, out: &Path) -> anyhow::Result<Config> {
             "save_total_limit": 1,
             "device": args.device,
         },
+        "distributed": {"strategy": args.strategy},
         "eval": {"before_training": false},
         "output": {"dir": out, "resume": false},
     });
@@ -202,6 +234,7 @@ fn result(
     records: &[StepRecord],
     setup_s: f64,
     model: &Llama,
+    world: usize,
 ) -> anyhow::Result<serde_json::Value> {
     let timed: Vec<&StepRecord> = records.iter().skip(args.warmup as usize).collect();
     anyhow::ensure!(!timed.is_empty(), "no timed steps were recorded");
@@ -211,8 +244,8 @@ fn result(
         .collect();
     secs.sort_by(f64::total_cmp);
     let median = secs[secs.len() / 2];
-    // The reference counts every token of a row (its micro_batch · seq_len per step).
-    let tokens = (args.micro_batch * args.seq_len) as f64;
+    // The reference counts every token of a row (its micro_batch · seq_len per step, per rank).
+    let tokens = (args.micro_batch * args.seq_len * world) as f64;
     let tps = tokens / median;
     let fpt = flops_per_token(c, args.mode == BenchMode::Full, args.seq_len);
     let (n_matmul, n_lora) = matmul_and_lora_params(c);

@@ -346,6 +346,24 @@ impl Llama {
         1 + self.blocks.len()
     }
 
+    /// Bytes of the weights this model holds now (none of them under ZeRO-3's sharding).
+    pub fn resident_bytes(&self) -> usize {
+        let dense = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        let mut n =
+            dense(&self.embed) + dense(&self.final_norm) + self.lm_head.as_ref().map_or(0, dense);
+        for b in &self.blocks {
+            n += dense(&b.attn_norm) + dense(&b.mlp_norm);
+            for p in &b.proj {
+                n += match &p.weight {
+                    Weight::Dense(w) => dense(w),
+                    Weight::Nf4 { q, .. } => q.storage_bytes(),
+                };
+                n += p.lora.as_ref().map_or(0, |l| dense(&l.a) + dense(&l.b));
+            }
+        }
+        n
+    }
+
     /// The device holding the weights.
     pub fn device(&self) -> &Device {
         self.embed.device()

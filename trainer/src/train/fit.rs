@@ -44,6 +44,9 @@ pub struct FitOutcome {
     pub seconds: f64,
     /// Loss of the last step.
     pub last_loss: Option<f64>,
+    /// Bytes of parameters (master, model and frozen copies) and optimizer state this rank
+    /// held while training.
+    pub state_bytes: usize,
 }
 
 /// Trains `model` on `samples` as `config.training` says, as rank `comm.rank()` of
@@ -190,43 +193,48 @@ pub fn fit(
             .map(|r| layout.micro_batches(order, in_epoch, r))
             .max()
             .unwrap_or(0);
-        let (mut loss_sum, mut tokens) = (0.0, 0u64);
-        let weights = part.weights(model, &mut *comm);
-        for k in 0..rounds {
-            if k >= mine {
-                weights.idle()?;
-                continue;
+        let (loss_sum, tokens) = {
+            let weights = part.weights(model, &mut *comm);
+            let (mut loss_sum, mut tokens) = (0.0, 0u64);
+            for k in 0..rounds {
+                if k >= mine {
+                    weights.idle()?;
+                    continue;
+                }
+                let idx = layout.micro_batch(order, in_epoch, rank, k);
+                let micro: Vec<&Sample> = idx.iter().map(|&i| &samples[i]).collect();
+                let batch = collate(&micro, pad_id);
+                let pass = Pass {
+                    batch: batch.batch,
+                    seq: batch.seq,
+                    positions: (0..batch.batch).flat_map(|_| 0..batch.seq as u32).collect(),
+                    rope: &model.rope,
+                    key_mask: None,
+                    dropout: Some(DropoutPlan {
+                        seed: t.seed,
+                        sample_streams: idx
+                            .iter()
+                            .map(|&i| sample_stream(step, i as u64))
+                            .collect(),
+                    }),
+                };
+                let grad_scale = 1.0 / n_targets.max(1) as f32;
+                let micro_loss = model
+                    .forward_backward_with(
+                        &weights,
+                        &batch.ids,
+                        &batch.targets,
+                        &pass,
+                        grad_scale,
+                        t.gradient_checkpointing,
+                        &mut grads,
+                    )
+                    .with_context(|| format!("step {}, micro-batch {}", step + 1, k + 1))?;
+                loss_sum += micro_loss.loss_sum;
+                tokens += micro.iter().map(|s| s.len() as u64).sum::<u64>();
             }
-            let idx = layout.micro_batch(order, in_epoch, rank, k);
-            let micro: Vec<&Sample> = idx.iter().map(|&i| &samples[i]).collect();
-            let batch = collate(&micro, pad_id);
-            let pass = Pass {
-                batch: batch.batch,
-                seq: batch.seq,
-                positions: (0..batch.batch).flat_map(|_| 0..batch.seq as u32).collect(),
-                rope: &model.rope,
-                key_mask: None,
-                dropout: Some(DropoutPlan {
-                    seed: t.seed,
-                    sample_streams: idx.iter().map(|&i| sample_stream(step, i as u64)).collect(),
-                }),
-            };
-            let grad_scale = 1.0 / n_targets.max(1) as f32;
-            let micro_loss = model
-                .forward_backward_with(
-                    &weights,
-                    &batch.ids,
-                    &batch.targets,
-                    &pass,
-                    grad_scale,
-                    t.gradient_checkpointing,
-                    &mut grads,
-                )
-                .with_context(|| format!("step {}, micro-batch {}", step + 1, k + 1))?;
-            loss_sum += micro_loss.loss_sum;
-            tokens += micro.iter().map(|s| s.len() as u64).sum::<u64>();
-        }
-        drop(weights);
+            (loss_sum, tokens)
+        };
         let sums = comm.sum_f64(&[loss_sum, tokens as f64])?;
         let (loss, tokens) = (sums[0] / n_targets.max(1) as f64, sums[1] as u64);
         let (shards, grad_norm) = part.reduce(&mut grads, comm)?;
@@ -306,8 +314,10 @@ pub fn fit(
     } else {
         Finish::Completed
     };
+    let state_bytes = part.state_bytes() + model.resident_bytes();
     part.unshard(model, comm)?;
     Ok(FitOutcome {
+        state_bytes,
         finish,
         steps: state.step,
         seconds: state.train_seconds,

@@ -303,9 +303,12 @@ impl Partition {
         Ok(())
     }
 
-    /// Optimizer steps taken.
-    pub fn steps_taken(&self) -> u64 {
-        self.units.first().map_or(0, |u| u.adam.steps_taken())
+    /// Bytes of the master values, frozen shards and AdamW moments this rank holds.
+    pub fn state_bytes(&self) -> usize {
+        self.units
+            .iter()
+            .map(|u| 4 * (u.shard.len() + 2 * u.train_len()))
+            .sum()
     }
 
     /// What this rank writes into a checkpoint: its part of every trainable tensor (all of them
