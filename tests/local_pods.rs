@@ -8,7 +8,7 @@ mod common;
 use common::repo_root;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use ferrotune_config::progress::{Progress, RunPhase};
 use ferrotune_crds::TrainingJob;
@@ -73,14 +73,14 @@ impl Mounts {
     }
 }
 
-/// Runs pod `index` of the rendered Job; returns (exit success, stderr).
-fn run_pod(
+/// The process of pod `index` of the rendered Job, output captured.
+fn pod_command(
     pod: &PodSpec,
     config_map: &BTreeMap<String, String>,
     index: u32,
     mounts: &Mounts,
     host: &Path,
-) -> (bool, String) {
+) -> Command {
     let container = &pod.containers[0];
     // The ConfigMap volume, written out as the kubelet would.
     let config_dir = host.join("etc-ferrotune");
@@ -117,11 +117,40 @@ fn run_pod(
         };
         cmd.env(&var.name, value);
     }
-    let out = cmd.output().unwrap();
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs pod `index` of the rendered Job; returns (exit success, stderr).
+fn run_pod(
+    pod: &PodSpec,
+    config_map: &BTreeMap<String, String>,
+    index: u32,
+    mounts: &Mounts,
+    host: &Path,
+) -> (bool, String) {
+    let out = pod_command(pod, config_map, index, mounts, host)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The volumes as directories under `host`: (mounts, the output claim's directory).
+fn host_mounts(host: &Path) -> (Mounts, PathBuf) {
+    let runs = host.join("runs");
+    let tmp = host.join("tmp");
+    std::fs::create_dir_all(&runs).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mounts = Mounts(vec![
+        ("/runs".into(), runs.clone()),
+        ("/models".into(), repo_root().join("trainer/tests/fixtures")),
+        ("/data".into(), repo_root().join("data/quickstart")),
+        ("/tmp".into(), tmp),
+    ]);
+    (mounts, runs)
 }
 
 #[test]
@@ -137,16 +166,7 @@ fn a_rendered_cpu_training_job_trains_and_writes_its_outputs() {
         },
     );
     let host = tempfile::tempdir().unwrap();
-    let runs = host.path().join("runs");
-    let tmp = host.path().join("tmp");
-    std::fs::create_dir_all(&runs).unwrap();
-    std::fs::create_dir_all(&tmp).unwrap();
-    let mounts = Mounts(vec![
-        ("/runs".into(), runs.clone()),
-        ("/models".into(), repo_root().join("trainer/tests/fixtures")),
-        ("/data".into(), repo_root().join("data/quickstart")),
-        ("/tmp".into(), tmp),
-    ]);
+    let (mounts, runs) = host_mounts(host.path());
     let spec = attempt.job.spec.as_ref().unwrap();
     let pod = spec.template.spec.as_ref().unwrap();
     let config = attempt.config.data.clone().unwrap();
@@ -176,4 +196,122 @@ fn a_rendered_cpu_training_job_trains_and_writes_its_outputs() {
         );
     }
     assert!(out.join("checkpoints").is_dir());
+}
+
+/// `MANIFEST` as a 2-node × 2-process ZeRO-3 job with the same global batch of 8 samples
+/// (2 per micro-batch, no accumulation, 4 ranks), rendezvous on `port`.
+fn two_node_manifest(port: u16) -> String {
+    MANIFEST
+        .replace("gradient_accumulation_steps: 2", "gradient_accumulation_steps: 1")
+        .replace(
+            "    output: {dir: run}",
+            "    output: {dir: run}\n    distributed: {strategy: zero3}",
+        )
+        .replace(
+            "  image: ferrotune:cpu",
+            &format!(
+                "  image: ferrotune:cpu\n  parallelism: {{nodes: 2, procsPerNode: 2, masterPort: {port}}}"
+            ),
+        )
+}
+
+#[test]
+fn a_rendered_two_node_job_of_two_processes_each_trains_like_one_process() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let job: TrainingJob = serde_saphyr::from_str(&two_node_manifest(port)).unwrap();
+    assert!(job.spec.problems().is_empty(), "{:?}", job.spec.problems());
+    assert_eq!(job.spec.parallelism.world_size(), 4);
+    let attempt = desired::attempt(
+        &job,
+        AttemptParams {
+            attempt: 1,
+            suspend: false,
+            deadline_left: None,
+        },
+    );
+    let host = tempfile::tempdir().unwrap();
+    let (mounts, runs) = host_mounts(host.path());
+    let spec = attempt.job.spec.as_ref().unwrap();
+    assert_eq!(spec.completions, Some(2), "one pod per node");
+    let pod = spec.template.spec.as_ref().unwrap();
+    let config = attempt.config.data.clone().unwrap();
+    // Both "nodes" at once, as the Indexed Job starts them.
+    let nodes: Vec<_> = (0..2)
+        .map(|index| {
+            let node_dir = host.path().join(format!("node-{index}"));
+            pod_command(pod, &config, index, &mounts, &node_dir)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let logs: Vec<String> = nodes
+        .into_iter()
+        .enumerate()
+        .map(|(index, node)| {
+            let out = node.wait_with_output().unwrap();
+            let log = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "pod {index} failed:\n{log}");
+            log
+        })
+        .collect();
+    let progress = Progress::last_in_log(&logs[0])
+        .unwrap_or_else(|| panic!("no progress lines in rank 0's log:\n{}", logs[0]));
+    assert_eq!((progress.step, progress.total_steps), (4, 4));
+    assert!(
+        logs[1].contains("[rank 3]"),
+        "pod 1 ran ranks 2 and 3:\n{}",
+        logs[1]
+    );
+    let shards: Vec<String> = std::fs::read_dir(runs.join("run/checkpoints/step-00000004"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("shard-"))
+        .collect();
+    assert_eq!(shards.len(), 4, "every rank wrote its part: {shards:?}");
+
+    // The same training in one process: 4 micro-batches of 2 per step.
+    let single = tempfile::tempdir().unwrap();
+    let (single_mounts, single_runs) = host_mounts(single.path());
+    let one: TrainingJob = serde_saphyr::from_str(&MANIFEST.replace(
+        "gradient_accumulation_steps: 2",
+        "gradient_accumulation_steps: 4",
+    ))
+    .unwrap();
+    let attempt = desired::attempt(
+        &one,
+        AttemptParams {
+            attempt: 1,
+            suspend: false,
+            deadline_left: None,
+        },
+    );
+    let spec = attempt.job.spec.as_ref().unwrap();
+    let (ok, log) = run_pod(
+        spec.template.spec.as_ref().unwrap(),
+        &attempt.config.data.clone().unwrap(),
+        0,
+        &single_mounts,
+        single.path(),
+    );
+    assert!(ok, "{log}");
+    let losses = |dir: &Path| -> Vec<f64> {
+        std::fs::read_to_string(dir.join("run/metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let (four, one) = (losses(&runs), losses(&single_runs));
+    assert_eq!(four.len(), 4);
+    for (step, (a, b)) in four.iter().zip(&one).enumerate() {
+        assert!((a - b).abs() <= 1e-5, "step {}: {a} vs {b}", step + 1);
+    }
 }
