@@ -511,7 +511,7 @@ pub struct DistributedConfig {
     /// Collective backend.
     #[serde(default)]
     pub backend: CommBackend,
-    /// Gradient bucket size for the overlapped reduction, in MiB.
+    /// Gradient bucket size of DDP's all-reduce, in MiB.
     #[serde(default = "default_bucket_mb")]
     pub bucket_size_mb: f64,
     /// Seconds to wait for every rank at rendezvous and in each collective.
