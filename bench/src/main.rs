@@ -90,20 +90,27 @@ impl BenchMode {
     }
 }
 
+/// Where the launcher tells its ranks to write.
+const SHARED_OUT: &str = "FERROTUNE_BENCH_OUT";
+
 fn main() -> anyhow::Result<()> {
     // SAFETY: first thing in `main`, before any other thread exists.
     unsafe { ferrotune::runtime::configure() };
     let args = Args::parse();
     let world_env = WorldEnv::from_env()?;
+    let out = tempfile::tempdir().context("creating a scratch output directory")?;
     if let Some(env) = world_env.as_ref().filter(|e| launch::should_launch(e)) {
+        // The ranks share one output directory, as they would on a shared volume.
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var(SHARED_OUT, out.path()) };
         launch::run(env)?;
         return Ok(());
     }
+    let out_dir = std::env::var_os(SHARED_OUT).map_or_else(|| out.path().to_path_buf(), Into::into);
     let env = world_env.unwrap_or_else(|| WorldEnv::local(1, 0, 0));
     let world = env.world_size;
     let started = Instant::now();
-    let out = tempfile::tempdir().context("creating a scratch output directory")?;
-    let config = bench_config(&args, out.path())?;
+    let config = bench_config(&args, &out_dir)?;
     let device = ferrotune::device::resolve(config.training.device, 0)?;
     let llama_config = args.model.config();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
@@ -128,7 +135,7 @@ fn main() -> anyhow::Result<()> {
 
     let leader = env.rank() == 0;
     let mut recorder = if leader {
-        Some(RunRecorder::create(out.path(), &device)?)
+        Some(RunRecorder::create(&out_dir, &device)?)
     } else {
         None
     };
@@ -139,7 +146,7 @@ fn main() -> anyhow::Result<()> {
         &samples,
         0,
         &config,
-        out.path(),
+        &out_dir,
         &stop,
         recorder.as_mut(),
         comm.as_mut(),
@@ -149,7 +156,7 @@ fn main() -> anyhow::Result<()> {
     let rss = ferrotune::report::host::peak_rss_bytes().unwrap_or(0);
     let memory = comm.all_gather(&[mib(outcome.state_bytes as u64), mib(rss)], 2 * world)?;
     if leader {
-        let records = read_records(&out.path().join("metrics.jsonl"))?;
+        let records = read_records(&out_dir.join("metrics.jsonl"))?;
         let mut line = result(&args, &llama_config, &records, setup_s, &model, world)?;
         line["world"] = world.into();
         line["strategy"] = args.strategy.clone().into();

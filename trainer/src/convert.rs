@@ -72,7 +72,7 @@ pub fn load(config: &Path, overrides: &[String], m: &MigrationArgs) -> anyhow::R
     let migration = migrate::migrate(&request(vec![config.to_path_buf()], overrides, m))?;
     log_report(&migration, m, false);
     if let Some(hint) = migration.launch.launch_hint()
-        && std::env::var_os("WORLD_SIZE").is_none()
+        && crate::dist::WorldEnv::from_env().ok().flatten().is_none()
     {
         tracing::warn!(
             "the launcher config asks for {} processes but this is one: {hint}",

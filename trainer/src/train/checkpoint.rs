@@ -108,7 +108,13 @@ pub fn save(
             .unwrap_or_else(|| anyhow::anyhow!("rank 0 failed")))
         .with_context(context);
     }
-    let written = write_shard(&tmp.join(shard_file(rank, world)), state.step, pieces);
+    let written =
+        write_shard(&tmp.join(shard_file(rank, world)), state.step, pieces).with_context(|| {
+            format!(
+                "rank {rank} writing its part (every rank must see the same {})",
+                root.display()
+            )
+        });
     if !all_ok(comm, written.is_err())? {
         if rank == 0 {
             let _ = fs::remove_dir_all(&tmp);
