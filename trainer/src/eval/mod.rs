@@ -113,6 +113,7 @@ pub fn run(config: &Config, model_path: &Path) -> anyhow::Result<EvalResults> {
             },
             0,
         )?;
+        model.cast(crate::device::dtype(config.training.dtype, &base.device)?)?;
         let expected = model.trainable().len();
         ensure!(
             tensors.len() == expected,
@@ -146,7 +147,8 @@ pub fn run(config: &Config, model_path: &Path) -> anyhow::Result<EvalResults> {
             mode: Mode::Lora,
             lora: None,
         };
-        let model = Llama::new(loaded.config, loaded.tensors, &frozen, 0)?;
+        let mut model = Llama::new(loaded.config, loaded.tensors, &frozen, 0)?;
+        model.cast(crate::device::dtype(config.training.dtype, &device)?)?;
         evaluate(&model, &tokenizer, &rows, config, &loaded.name, model_path)
     }
 }

@@ -38,9 +38,9 @@ pub fn attention(
     scale: f32,
 ) -> Result<AttnOutput> {
     const KERNEL: &str = "attention";
+    let g = Geometry::of(KERNEL, q, k, v, key_mask)?;
     match q.device() {
         Device::Cpu => {
-            let g = Geometry::of(KERNEL, q, k, v, key_mask)?;
             let (qs, ks, vs) = (
                 read(KERNEL, "q", q)?,
                 read(KERNEL, "k", k)?,
@@ -68,6 +68,8 @@ pub fn attention(
                 lse: cpu::tensor(lse, (g.b, g.h, g.tq))?,
             })
         }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => super::cuda::attention(g, q, k, v, key_mask, scale),
         device => Err(cpu::unsupported(KERNEL, device)),
     }
 }
@@ -86,12 +88,12 @@ pub fn attention_backward(
     scale: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     const KERNEL: &str = "attention_backward";
+    let g = Geometry::of(KERNEL, q, k, v, key_mask)?;
+    expect_shape(KERNEL, "out", out, q.dims())?;
+    expect_shape(KERNEL, "dout", dout, q.dims())?;
+    expect_shape(KERNEL, "lse", lse, &[g.b, g.h, g.tq])?;
     match q.device() {
         Device::Cpu => {
-            let g = Geometry::of(KERNEL, q, k, v, key_mask)?;
-            expect_shape(KERNEL, "out", out, q.dims())?;
-            expect_shape(KERNEL, "dout", dout, q.dims())?;
-            expect_shape(KERNEL, "lse", lse, &[g.b, g.h, g.tq])?;
             let (qs, ks, vs) = (
                 read(KERNEL, "q", q)?,
                 read(KERNEL, "k", k)?,
@@ -132,6 +134,10 @@ pub fn attention_backward(
                 cpu::tensor(dk, (g.b, g.tk, g.hkv, g.hd))?,
                 cpu::tensor(dv, (g.b, g.tk, g.hkv, g.hd))?,
             ))
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => {
+            super::cuda::attention_backward(g, q, k, v, out, lse, dout, key_mask, scale)
         }
         device => Err(cpu::unsupported(KERNEL, device)),
     }
@@ -275,13 +281,13 @@ struct KvGrads {
 
 /// Sizes of one attention call, validated.
 #[derive(Clone, Copy)]
-struct Geometry {
-    b: usize,
-    tq: usize,
-    tk: usize,
-    h: usize,
-    hkv: usize,
-    hd: usize,
+pub(super) struct Geometry {
+    pub(super) b: usize,
+    pub(super) tq: usize,
+    pub(super) tk: usize,
+    pub(super) h: usize,
+    pub(super) hkv: usize,
+    pub(super) hd: usize,
 }
 
 impl Geometry {
@@ -327,7 +333,7 @@ impl Geometry {
     }
 
     /// Query heads per key/value head.
-    fn group(&self) -> usize {
+    pub(super) fn group(&self) -> usize {
         self.h / self.hkv
     }
 

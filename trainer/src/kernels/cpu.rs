@@ -43,6 +43,7 @@ pub(super) fn read<'a>(
             kernel,
             input: name,
             got: t.dtype(),
+            allowed: "f32 on the CPU",
         });
     }
     let (storage, layout) = t.storage_and_layout();

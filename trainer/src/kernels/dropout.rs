@@ -82,6 +82,8 @@ fn apply(kernel: &'static str, x: &Tensor, p: f32, seed: u64, stream: u64) -> Re
                 });
             cpu::tensor(y, x.shape())
         }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => super::cuda::dropout(x, p, key(seed, stream)),
         device => Err(cpu::unsupported(kernel, device)),
     }
 }

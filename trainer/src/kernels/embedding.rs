@@ -9,10 +9,10 @@ use super::{KernelError, Result};
 /// Rows `ids` of `table: (V, D)`, as `(N, D)` with `N = ids.len()`.
 pub fn embedding(ids: &[u32], table: &Tensor) -> Result<Tensor> {
     const KERNEL: &str = "embedding";
+    let [vocab, d] = dims(KERNEL, "table", table)?;
+    check_ids(KERNEL, ids, vocab)?;
     match table.device() {
         Device::Cpu => {
-            let [vocab, d] = dims(KERNEL, "table", table)?;
-            check_ids(KERNEL, ids, vocab)?;
             let t = read(KERNEL, "table", table)?;
             let mut y = vec![0.0f32; ids.len() * d];
             if d > 0 {
@@ -25,6 +25,8 @@ pub fn embedding(ids: &[u32], table: &Tensor) -> Result<Tensor> {
             }
             cpu::tensor(y, (ids.len(), d))
         }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => super::cuda::embedding(ids, table),
         device => Err(cpu::unsupported(KERNEL, device)),
     }
 }
@@ -33,11 +35,11 @@ pub fn embedding(ids: &[u32], table: &Tensor) -> Result<Tensor> {
 /// the rows of `dy: (N, D)` whose id is `v`, added in the order they appear in `ids`.
 pub fn embedding_backward(ids: &[u32], dy: &Tensor, vocab: usize) -> Result<Tensor> {
     const KERNEL: &str = "embedding_backward";
+    let [n, d] = dims(KERNEL, "dy", dy)?;
+    cpu::expect_len(KERNEL, "ids", ids.len(), n)?;
+    check_ids(KERNEL, ids, vocab)?;
     match dy.device() {
         Device::Cpu => {
-            let [n, d] = dims(KERNEL, "dy", dy)?;
-            cpu::expect_len(KERNEL, "ids", ids.len(), n)?;
-            check_ids(KERNEL, ids, vocab)?;
             let g = read(KERNEL, "dy", dy)?;
             // Counting sort of the row indices by id (stable), as offsets into `rows`.
             let mut offsets = vec![0usize; vocab + 1];
@@ -65,6 +67,8 @@ pub fn embedding_backward(ids: &[u32], dy: &Tensor, vocab: usize) -> Result<Tens
             }
             cpu::tensor(dt, (vocab, d))
         }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => super::cuda::embedding_backward(ids, dy, vocab),
         device => Err(cpu::unsupported(KERNEL, device)),
     }
 }

@@ -26,7 +26,7 @@ pub enum KernelError {
         got: DeviceLocation,
     },
     /// An input has a dtype the kernel does not take.
-    #[error("kernel {kernel}: input `{input}` must be f32, got {got:?}")]
+    #[error("kernel {kernel}: input `{input}` must be {allowed}, got {got:?}")]
     DType {
         /// Kernel name.
         kernel: &'static str,
@@ -34,6 +34,8 @@ pub enum KernelError {
         input: &'static str,
         /// The input's dtype.
         got: DType,
+        /// The dtypes the kernel takes here.
+        allowed: &'static str,
     },
     /// Shapes that do not fit together.
     #[error("kernel {kernel}: {detail}")]
@@ -87,6 +89,9 @@ pub enum KernelError {
         /// Vocabulary size.
         vocab: usize,
     },
+    /// The GPU refused a kernel (compilation, loading or launch).
+    #[error("{0}")]
+    Cuda(String),
     /// candle failed while building an output tensor.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -44,21 +44,6 @@ pub fn lm_head_loss(
     grad_scale: f32,
     need_dw: bool,
 ) -> Result<LmHeadLoss> {
-    match h.device() {
-        Device::Cpu => on_cpu(h, w, targets, grad_scale, need_dw),
-        device => Err(cpu::unsupported(KERNEL, device)),
-    }
-}
-
-/// The CPU path of [`lm_head_loss`]: chunks of target rows, each in two passes over the
-/// vocabulary blocks.
-fn on_cpu(
-    h: &Tensor,
-    w: &Tensor,
-    targets: &[i32],
-    grad_scale: f32,
-    need_dw: bool,
-) -> Result<LmHeadLoss> {
     let [n, d] = dims(KERNEL, "h", h)?;
     let [vocab, wd] = dims(KERNEL, "w", w)?;
     if wd != d || d == 0 || vocab == 0 {
@@ -80,6 +65,29 @@ fn on_cpu(
             _ => return Err(KernelError::TargetOutOfRange { row, target, vocab }),
         }
     }
+    match h.device() {
+        Device::Cpu => on_cpu(h, w, targets, &rows, grad_scale, need_dw),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => {
+            let rows: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+            super::cuda::lm_head_loss(h, w, targets, &rows, grad_scale, need_dw)
+        }
+        device => Err(cpu::unsupported(KERNEL, device)),
+    }
+}
+
+/// The CPU path of [`lm_head_loss`] for the target rows `rows`: chunks of them, each in two
+/// passes over the vocabulary blocks.
+fn on_cpu(
+    h: &Tensor,
+    w: &Tensor,
+    targets: &[i32],
+    rows: &[usize],
+    grad_scale: f32,
+    need_dw: bool,
+) -> Result<LmHeadLoss> {
+    let (n, d) = h.dims2()?;
+    let vocab = w.dim(0)?;
     let (hs, ws) = (read(KERNEL, "h", h)?, read(KERNEL, "w", w)?);
     let geo = Geometry {
         d,

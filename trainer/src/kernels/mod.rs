@@ -5,8 +5,10 @@
 //! are candle `matmul`s done by the caller; the kernels here are the fused parts in between.
 //!
 //! Every public function takes and returns candle [`Tensor`](candle_core::Tensor)s and dispatches
-//! on their device. This build has the CPU path (f32, rayon-parallel); other devices give
-//! [`KernelError::Unsupported`]. Non-contiguous inputs are accepted (they are copied once).
+//! on their device: the CPU path (f32, rayon-parallel) and, in a build with the `cuda` feature,
+//! the GPU path (f32 or bf16; NVRTC-compiled kernels plus cuBLAS, see `cuda/`). Other devices give
+//! [`KernelError::Unsupported`]. Shapes and arguments are checked the same way on every device.
+//! Non-contiguous inputs are accepted (they are copied once).
 //!
 //! # Forward/backward contract: what to save
 //!
@@ -28,6 +30,8 @@
 
 mod attention;
 mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod dropout;
 mod embedding;
 mod error;
@@ -40,6 +44,8 @@ mod rope;
 mod swiglu;
 
 pub use attention::{AttnOutput, attention, attention_backward};
+#[cfg(feature = "cuda")]
+pub use cuda::{Nf4Device, nf4_dequantize};
 pub use dropout::{dropout, dropout_backward, dropout_keep};
 pub use embedding::{embedding, embedding_backward};
 pub use error::{KernelError, Result};

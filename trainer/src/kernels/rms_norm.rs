@@ -16,15 +16,15 @@ const DW_ROWS: usize = 32;
 /// `rstd: (N)`, which the backward needs.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
     const KERNEL: &str = "rms_norm";
+    let [n, d] = norm_dims(KERNEL, x, w)?;
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(KernelError::Argument {
+            kernel: KERNEL,
+            detail: format!("eps must be >= 0, got {eps}"),
+        });
+    }
     match x.device() {
         Device::Cpu => {
-            let [n, d] = norm_dims(KERNEL, x, w)?;
-            if !(eps >= 0.0 && eps.is_finite()) {
-                return Err(KernelError::Argument {
-                    kernel: KERNEL,
-                    detail: format!("eps must be >= 0, got {eps}"),
-                });
-            }
             let (xs, ws) = (read(KERNEL, "x", x)?, read(KERNEL, "w", w)?);
             let mut y = vec![0.0f32; n * d];
             let mut rstd = vec![0.0f32; n];
@@ -39,6 +39,8 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
                 });
             Ok((cpu::tensor(y, (n, d))?, cpu::tensor(rstd, n)?))
         }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => super::cuda::rms_norm(x, w, eps),
         device => Err(cpu::unsupported(KERNEL, device)),
     }
 }
@@ -53,11 +55,11 @@ pub fn rms_norm_backward(
     need_dw: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
     const KERNEL: &str = "rms_norm_backward";
+    let [n, d] = norm_dims(KERNEL, x, w)?;
+    expect_shape(KERNEL, "rstd", rstd, &[n])?;
+    expect_shape(KERNEL, "dy", dy, &[n, d])?;
     match x.device() {
         Device::Cpu => {
-            let [n, d] = norm_dims(KERNEL, x, w)?;
-            expect_shape(KERNEL, "rstd", rstd, &[n])?;
-            expect_shape(KERNEL, "dy", dy, &[n, d])?;
             let (xs, ws) = (read(KERNEL, "x", x)?, read(KERNEL, "w", w)?);
             let (rs, dys) = (read(KERNEL, "rstd", rstd)?, read(KERNEL, "dy", dy)?);
             let mut dx = vec![0.0f32; n * d];
@@ -96,6 +98,8 @@ pub fn rms_norm_backward(
                 dw.map(|dw| cpu::tensor(dw, d)).transpose()?,
             ))
         }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => super::cuda::rms_norm_backward(x, w, rstd, dy, need_dw),
         device => Err(cpu::unsupported(KERNEL, device)),
     }
 }

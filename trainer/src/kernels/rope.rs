@@ -77,30 +77,30 @@ fn rotate(
     positions: &[u32],
     inverse: bool,
 ) -> Result<Tensor> {
+    let [n, h, hd] = dims(kernel, input, x)?;
+    if hd != table.head_dim() {
+        return Err(KernelError::Shape {
+            kernel,
+            detail: format!(
+                "`{input}` has head dim {hd}, the RoPE table was built for {}",
+                table.head_dim()
+            ),
+        });
+    }
+    cpu::expect_len(kernel, "positions", positions.len(), n)?;
+    if let Some((row, &position)) = positions
+        .iter()
+        .enumerate()
+        .find(|&(_, &p)| p as usize >= table.max_positions)
+    {
+        return Err(KernelError::PositionOutOfRange {
+            row,
+            position,
+            max_positions: table.max_positions,
+        });
+    }
     match x.device() {
         Device::Cpu => {
-            let [n, h, hd] = dims(kernel, input, x)?;
-            if hd != table.head_dim() {
-                return Err(KernelError::Shape {
-                    kernel,
-                    detail: format!(
-                        "`{input}` has head dim {hd}, the RoPE table was built for {}",
-                        table.head_dim()
-                    ),
-                });
-            }
-            cpu::expect_len(kernel, "positions", positions.len(), n)?;
-            if let Some((row, &position)) = positions
-                .iter()
-                .enumerate()
-                .find(|&(_, &p)| p as usize >= table.max_positions)
-            {
-                return Err(KernelError::PositionOutOfRange {
-                    row,
-                    position,
-                    max_positions: table.max_positions,
-                });
-            }
             let xs = read(kernel, input, x)?;
             let (cos, sin) = (
                 read(kernel, "table.cos", &table.cos)?,
@@ -129,6 +129,8 @@ fn rotate(
             }
             cpu::tensor(y, (n, h, hd))
         }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => super::cuda::rope(x, table, positions, inverse),
         device => Err(cpu::unsupported(kernel, device)),
     }
 }

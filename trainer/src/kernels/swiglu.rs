@@ -13,9 +13,9 @@ const CHUNK: usize = 1 << 14;
 /// `silu(gate) · up` for `gate, up` of the same shape (usually `(N, F)`).
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     const KERNEL: &str = "swiglu";
+    cpu::expect_shape(KERNEL, "up", up, gate.dims())?;
     match gate.device() {
         Device::Cpu => {
-            cpu::expect_shape(KERNEL, "up", up, gate.dims())?;
             let (g, u) = (read(KERNEL, "gate", gate)?, read(KERNEL, "up", up)?);
             let mut y = vec![0.0f32; g.len()];
             y.par_chunks_mut(CHUNK)
@@ -28,6 +28,8 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
                 });
             cpu::tensor(y, gate.shape())
         }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => super::cuda::swiglu(gate, up),
         device => Err(cpu::unsupported(KERNEL, device)),
     }
 }
@@ -35,10 +37,10 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 /// Gradients of [`swiglu`] for the upstream gradient `dy`: `(dgate, dup)`.
 pub fn swiglu_backward(gate: &Tensor, up: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor)> {
     const KERNEL: &str = "swiglu_backward";
+    cpu::expect_shape(KERNEL, "up", up, gate.dims())?;
+    cpu::expect_shape(KERNEL, "dy", dy, gate.dims())?;
     match gate.device() {
         Device::Cpu => {
-            cpu::expect_shape(KERNEL, "up", up, gate.dims())?;
-            cpu::expect_shape(KERNEL, "dy", dy, gate.dims())?;
             let (g, u, dys) = (
                 read(KERNEL, "gate", gate)?,
                 read(KERNEL, "up", up)?,
@@ -65,6 +67,8 @@ pub fn swiglu_backward(gate: &Tensor, up: &Tensor, dy: &Tensor) -> Result<(Tenso
                 cpu::tensor(dup, gate.shape())?,
             ))
         }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => super::cuda::swiglu_backward(gate, up, dy),
         device => Err(cpu::unsupported(KERNEL, device)),
     }
 }

@@ -24,6 +24,11 @@ pub enum Weight {
         shape: (usize, usize),
         /// Where the dequantised weight is placed.
         device: Device,
+        /// Its dtype.
+        dtype: DType,
+        /// The quantised bytes on the GPU, dequantised there (a CUDA device only).
+        #[cfg(feature = "cuda")]
+        gpu: Option<Arc<crate::kernels::Nf4Device>>,
     },
 }
 
@@ -32,10 +37,17 @@ impl Weight {
     pub fn quantize_nf4(w: &Tensor) -> anyhow::Result<Self> {
         let (out, inp) = w.dims2()?;
         let data = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let q = Arc::new(Nf4Tensor::quantize(&data, &[out, inp])?);
         Ok(Self::Nf4 {
-            q: Arc::new(Nf4Tensor::quantize(&data, &[out, inp])?),
+            #[cfg(feature = "cuda")]
+            gpu: match w.device() {
+                Device::Cuda(dev) => Some(Arc::new(crate::kernels::Nf4Device::upload(&q, dev)?)),
+                _ => None,
+            },
+            q,
             shape: (out, inp),
             device: w.device().clone(),
+            dtype: w.dtype(),
         })
     }
 
@@ -43,7 +55,36 @@ impl Weight {
     pub fn dense(&self) -> anyhow::Result<Tensor> {
         match self {
             Self::Dense(w) => Ok(w.clone()),
-            Self::Nf4 { q, shape, device } => Ok(Tensor::from_vec(q.dequantize(), *shape, device)?),
+            #[cfg(feature = "cuda")]
+            Self::Nf4 {
+                gpu: Some(gpu),
+                dtype,
+                ..
+            } => Ok(crate::kernels::nf4_dequantize(gpu, *dtype)?),
+            Self::Nf4 {
+                q,
+                shape,
+                device,
+                dtype,
+                ..
+            } => Ok(Tensor::from_vec(q.dequantize(), *shape, device)?.to_dtype(*dtype)?),
+        }
+    }
+
+    /// Converts a dense weight to `dtype`; an NF4 weight dequantises into `dtype` from now on.
+    pub fn cast(&mut self, to: DType) -> anyhow::Result<()> {
+        match self {
+            Self::Dense(w) => *w = w.to_dtype(to)?,
+            Self::Nf4 { dtype, .. } => *dtype = to,
+        }
+        Ok(())
+    }
+
+    /// Bytes the weight occupies where it lives (the quantised form for NF4).
+    pub fn storage_bytes(&self) -> usize {
+        match self {
+            Self::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
+            Self::Nf4 { q, .. } => q.storage_bytes(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use anyhow::{Context, ensure};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use ferrotune_config::{Mode, TargetModule};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -75,6 +75,8 @@ pub struct Llama {
     pub rope: RopeTable,
     /// Whether embedding, norms and head receive gradients (full fine-tuning).
     pub train_all: bool,
+    /// Precision of the weights and activations ([`Llama::cast`]).
+    dtype: DType,
 }
 
 /// Loss of one micro-batch.
@@ -151,6 +153,7 @@ impl Llama {
         let full = adaptation.mode == Mode::Full;
         let embed = take(ParamId::Embed)?;
         let device = embed.device().clone();
+        let dtype = embed.dtype();
         let lm_head = if config.tie_word_embeddings {
             None
         } else {
@@ -194,6 +197,7 @@ impl Llama {
             blocks,
             rope,
             train_all: full,
+            dtype,
         };
         if let Some(spec) = &adaptation.lora {
             model.attach_lora(spec, seed)?;
@@ -226,6 +230,45 @@ impl Llama {
             }
         }
         Ok(())
+    }
+
+    /// Converts every weight to `dtype` (bf16 on the GPU) for the passes. NF4 bases keep their
+    /// quantised bytes and dequantise into `dtype`. The trainable parameters' f32 master copies
+    /// live in the optimizer's state, not here.
+    pub fn cast(&mut self, dtype: DType) -> anyhow::Result<()> {
+        self.dtype = dtype;
+        let cast = |t: &mut Tensor| -> anyhow::Result<()> {
+            *t = t.to_dtype(dtype)?;
+            Ok(())
+        };
+        cast(&mut self.embed)?;
+        cast(&mut self.final_norm)?;
+        if let Some(head) = &mut self.lm_head {
+            cast(head)?;
+        }
+        for b in &mut self.blocks {
+            cast(&mut b.attn_norm)?;
+            cast(&mut b.mlp_norm)?;
+            for p in &mut b.proj {
+                p.weight.cast(dtype)?;
+                if let Some(l) = &mut p.lora {
+                    cast(&mut l.a)?;
+                    cast(&mut l.b)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Precision of the weights and activations.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// `t` on the model's device and in its dtype: how a value computed elsewhere (the optimizer,
+    /// a checkpoint, a gather) enters the model.
+    pub fn place(&self, t: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(t.to_device(self.device())?.to_dtype(self.dtype)?)
     }
 
     /// The parameters that receive gradients, in a fixed order.
@@ -298,6 +341,7 @@ impl Llama {
             value.dims(),
             old.dims()
         );
+        let value = self.place(&value)?;
         *self.slot(id)? = value;
         Ok(())
     }
@@ -354,10 +398,7 @@ impl Llama {
         for b in &self.blocks {
             n += dense(&b.attn_norm) + dense(&b.mlp_norm);
             for p in &b.proj {
-                n += match &p.weight {
-                    Weight::Dense(w) => dense(w),
-                    Weight::Nf4 { q, .. } => q.storage_bytes(),
-                };
+                n += p.weight.storage_bytes();
                 n += p.lora.as_ref().map_or(0, |l| dense(&l.a) + dense(&l.b));
             }
         }

@@ -37,6 +37,9 @@ pub struct FlatGrads {
     index: HashMap<ParamId, usize>,
     /// The gradients.
     pub grads: Vec<f32>,
+    /// Gradients summed on a GPU and not yet added into `grads` ([`FlatGrads::settle`]), per
+    /// entry: the device keeps the micro-batches' sums, the host gets one copy per step.
+    pending: Vec<Option<Tensor>>,
 }
 
 impl FlatGrads {
@@ -57,6 +60,7 @@ impl FlatGrads {
         }
         let index = entries.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
         Ok(Self {
+            pending: vec![None; entries.len()],
             entries,
             index,
             grads: vec![0.0; offset],
@@ -91,22 +95,59 @@ impl FlatGrads {
     /// Sets all gradients to zero.
     pub fn zero(&mut self) {
         self.grads.fill(0.0);
+        self.pending.fill(None);
+    }
+
+    /// Adds the gradients still on a GPU into the flat buffer, in one copy.
+    pub fn settle(&mut self) -> anyhow::Result<()> {
+        let (at, parts): (Vec<usize>, Vec<Tensor>) = self
+            .pending
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, p)| p.take().map(|t| (i, t)))
+            .unzip();
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let data = Tensor::cat(&parts, 0)?.to_vec1::<f32>()?;
+        let mut offset = 0;
+        for i in at {
+            let range = self.entries[i].range();
+            let len = range.len();
+            for (g, d) in self.grads[range]
+                .iter_mut()
+                .zip(&data[offset..offset + len])
+            {
+                *g += d;
+            }
+            offset += len;
+        }
+        Ok(())
     }
 }
 
 impl GradSink for FlatGrads {
     fn add(&mut self, id: ParamId, grad: Tensor) -> anyhow::Result<()> {
-        let e = self
-            .entry(id)
+        let i = *self
+            .index
+            .get(&id)
             .with_context(|| format!("gradient for {id}, which is not trainable"))?;
-        let range = e.range();
-        let data = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let range = self.entries[i].range();
         ensure!(
-            data.len() == range.len(),
+            grad.elem_count() == range.len(),
             "gradient of {id} has {} elements, expected {}",
-            data.len(),
+            grad.elem_count(),
             range.len()
         );
+        let grad = grad.to_dtype(DType::F32)?.flatten_all()?;
+        if !grad.device().is_cpu() {
+            self.pending[i] = Some(match self.pending[i].take() {
+                Some(sum) => (sum + grad)?,
+                None => grad,
+            });
+            return Ok(());
+        }
+        let data = grad.to_vec1::<f32>()?;
         for (g, d) in self.grads[range].iter_mut().zip(&data) {
             *g += d;
         }

@@ -72,6 +72,7 @@ pub fn run(config: &Config, world: Option<&WorldEnv>) -> anyhow::Result<Finish> 
         &Adaptation::from_config(config),
         config.training.seed,
     )?;
+    model.cast(crate::device::dtype(config.training.dtype, &base.device)?)?;
 
     // Every rank scores the untuned model (the same result), so none waits for rank 0 longer
     // than the collectives' timeout; rank 0 writes it.
@@ -96,7 +97,7 @@ pub fn run(config: &Config, world: Option<&WorldEnv>) -> anyhow::Result<Finish> 
         r.eval(0, results)?;
     }
 
-    let mut comm = dist::connect(env, &config.distributed)?;
+    let mut comm = dist::connect(env, &config.distributed, &base.device)?;
     let outcome = fit::fit(
         &mut model,
         &prepared.train,

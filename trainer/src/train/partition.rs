@@ -201,7 +201,7 @@ impl Partition {
                     units.push(Unit::new(model, all, trainable, (rank, world), adam)?);
                 }
                 for id in units.iter().flat_map(|u| u.ids.clone()).collect::<Vec<_>>() {
-                    *model.slot(id)? = Tensor::zeros(0, DType::F32, model.device())?;
+                    *model.slot(id)? = Tensor::zeros(0, model.dtype(), model.device())?;
                 }
                 units
             }
@@ -226,6 +226,7 @@ impl Partition {
         grads: &mut FlatGrads,
         comm: &mut dyn Collective,
     ) -> anyhow::Result<(Vec<Vec<f32>>, f64)> {
+        grads.settle()?;
         if self.strategy == Strategy::Ddp {
             if comm.world() > 1 {
                 for bucket in grads.grads.chunks_mut(self.bucket) {
@@ -281,9 +282,8 @@ impl Partition {
             return Ok(());
         }
         for unit in &self.units {
-            let device = model.device().clone();
             for (id, t) in unit.ids.iter().zip(unit.gather(comm, true)?) {
-                model.set_param(*id, t.to_device(&device)?)?;
+                model.set_param(*id, t)?;
             }
         }
         Ok(())
@@ -294,10 +294,10 @@ impl Partition {
         if self.strategy != Strategy::Zero3 {
             return Ok(());
         }
-        let device = model.device().clone();
         for unit in &self.units {
             for (id, t) in unit.ids.iter().zip(unit.gather(comm, false)?) {
-                *model.slot(*id)? = t.to_device(&device)?;
+                let t = model.place(&t)?;
+                *model.slot(*id)? = t;
             }
         }
         Ok(())
@@ -413,12 +413,11 @@ impl Gathering<'_> {
 
     fn gather(&self, unit: usize) -> anyhow::Result<Vec<(ParamId, Tensor)>> {
         let unit = &self.partition.units[unit];
-        let device = self.model.device();
         let mut comm = self.comm.borrow_mut();
         unit.ids
             .iter()
             .zip(unit.gather(&mut **comm, false)?)
-            .map(|(id, t)| Ok((*id, t.to_device(device)?)))
+            .map(|(id, t)| Ok((*id, self.model.place(&t)?)))
             .collect()
     }
 
@@ -444,8 +443,8 @@ impl Weights for Gathering<'_> {
             return self.model.outer();
         }
         let mut outer = Outer {
-            embed: Cow::Owned(Tensor::zeros(0, DType::F32, self.model.device())?),
-            final_norm: Cow::Owned(Tensor::zeros(0, DType::F32, self.model.device())?),
+            embed: Cow::Owned(Tensor::zeros(0, self.model.dtype(), self.model.device())?),
+            final_norm: Cow::Owned(Tensor::zeros(0, self.model.dtype(), self.model.device())?),
             lm_head: None,
         };
         for (id, t) in self.gather(0)? {

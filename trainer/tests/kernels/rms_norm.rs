@@ -65,6 +65,6 @@ fn rejects_mismatched_weight_and_non_f32_input() {
     let err = rms_norm(&half, &uniform(&mut rng, &[8], 1.0), EPS).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "kernel rms_norm: input `x` must be f32, got BF16"
+        "kernel rms_norm: input `x` must be f32 on the CPU, got BF16"
     );
 }

@@ -1,0 +1,355 @@
+// ferrotune's CUDA kernels, compiled at run time with NVRTC.
+//
+// No headers are included (NVRTC ships none): bf16 values are handled as their 16 raw bits,
+// widened to f32 for arithmetic and rounded back to nearest-even. Every kernel computes in f32.
+// Each template is instantiated for f32 (`_f32`) and bf16 (`_bf16`) at the end of the file.
+
+typedef unsigned short bf16;
+typedef unsigned long long u64;
+
+#define NEG_INF __int_as_float(0xff800000)
+
+__device__ __forceinline__ float ld(const float* p, size_t i) { return p[i]; }
+__device__ __forceinline__ float ld(const bf16* p, size_t i) {
+    return __uint_as_float(((unsigned)p[i]) << 16);
+}
+__device__ __forceinline__ void st(float* p, size_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void st(bf16* p, size_t i, float v) {
+    unsigned u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+        p[i] = (bf16)((u >> 16) | 0x40u);  // quiet NaN
+        return;
+    }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    p[i] = (bf16)(u >> 16);
+}
+
+// Sum / max over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+__device__ float block_sum(float v, float* sh) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    v = lane < warps ? sh[lane] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ float block_max(float v, float* sh) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    v = lane < warps ? sh[lane] : NEG_INF;
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+#define GRID_STRIDE(i, n) \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+// ---- RMSNorm: one block per row ------------------------------------------------------------
+
+template <typename T>
+__device__ void rms_norm(const T* x, const T* w, T* y, float* rstd, int d, float eps) {
+    __shared__ float sh[32];
+    size_t row = blockIdx.x;
+    const T* xr = x + row * d;
+    float s = 0.f;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) {
+        float v = ld(xr, j);
+        s += v * v;
+    }
+    s = block_sum(s, sh);
+    float r = 1.f / sqrtf(s / (float)d + eps);
+    if (threadIdx.x == 0) rstd[row] = r;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) st(y + row * d, j, ld(w, j) * (ld(xr, j) * r));
+}
+
+// dx = r·(dy⊙w) − x·r³·Σ(dy⊙w⊙x)/D
+template <typename T>
+__device__ void rms_norm_dx(const T* x, const T* w, const float* rstd, const T* dy, T* dx, int d) {
+    __shared__ float sh[32];
+    size_t row = blockIdx.x;
+    const T* xr = x + row * d;
+    const T* gr = dy + row * d;
+    float r = rstd[row];
+    float s = 0.f;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) s += ld(gr, j) * ld(w, j) * ld(xr, j);
+    s = block_sum(s, sh);
+    float c = r * r * r * s / (float)d;
+    for (int j = threadIdx.x; j < d; j += blockDim.x)
+        st(dx + row * d, j, r * (ld(gr, j) * ld(w, j)) - ld(xr, j) * c);
+}
+
+// partial[chunk][j] = Σ over the chunk's rows of dy·x·r (grid: column blocks × row chunks).
+template <typename T>
+__device__ void rms_norm_dw_partial(const T* x, const float* rstd, const T* dy, float* partial,
+                                    int n, int d, int rows_per_chunk) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= d) return;
+    int r0 = blockIdx.y * rows_per_chunk;
+    int r1 = min(n, r0 + rows_per_chunk);
+    float acc = 0.f;
+    for (int r = r0; r < r1; ++r) acc += ld(dy, (size_t)r * d + j) * (ld(x, (size_t)r * d + j) * rstd[r]);
+    partial[(size_t)blockIdx.y * d + j] = acc;
+}
+
+// out[j] = Σ_c partial[c][j], in chunk order.
+extern "C" __global__ void sum_chunks_f32(const float* partial, float* out, int chunks, int d) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= d) return;
+    float acc = 0.f;
+    for (int c = 0; c < chunks; ++c) acc += partial[(size_t)c * d + j];
+    out[j] = acc;
+}
+
+// ---- SwiGLU ---------------------------------------------------------------------------------
+
+template <typename T>
+__device__ void swiglu(const T* gate, const T* up, T* y, size_t n) {
+    GRID_STRIDE(i, n) {
+        float g = ld(gate, i);
+        st(y, i, g / (1.f + expf(-g)) * ld(up, i));
+    }
+}
+
+template <typename T>
+__device__ void swiglu_backward(const T* gate, const T* up, const T* dy, T* dgate, T* dup, size_t n) {
+    GRID_STRIDE(i, n) {
+        float g = ld(gate, i), u = ld(up, i), d = ld(dy, i);
+        float sig = 1.f / (1.f + expf(-g));
+        st(dgate, i, d * u * sig * (1.f + g * (1.f - sig)));
+        st(dup, i, d * g * sig);
+    }
+}
+
+// ---- RoPE (rotate_half): x (N, H, hd), one thread per rotated pair ----------------------------
+
+template <typename T>
+__device__ void rope(const T* x, const float* cos_t, const float* sin_t, const unsigned* pos, T* y,
+                     int n, int h, int half, float sign) {
+    size_t total = (size_t)n * h * half;
+    GRID_STRIDE(t, total) {
+        int i = t % half;
+        size_t nh = t / half;
+        int row = nh / h;
+        size_t base = nh * 2 * half;
+        size_t at = (size_t)pos[row] * half + i;
+        float c = cos_t[at], s = sign * sin_t[at];
+        float x1 = ld(x, base + i), x2 = ld(x, base + half + i);
+        st(y, base + i, x1 * c - x2 * s);
+        st(y, base + half + i, x2 * c + x1 * s);
+    }
+}
+
+// ---- Embedding ------------------------------------------------------------------------------
+
+template <typename T>
+__device__ void embedding(const unsigned* ids, const T* table, T* y, size_t n, int d) {
+    GRID_STRIDE(t, n * d) {
+        size_t row = t / d;
+        st(y, t, ld(table, (size_t)ids[row] * d + t % d));
+    }
+}
+
+// Row uniq[u] of the (V, D) f32 gradient = Σ of the rows rows[starts[u]..starts[u+1]] of dy, in
+// order (grid: distinct ids × column blocks). Deterministic: no atomics.
+template <typename T>
+__device__ void embedding_backward(const unsigned* uniq, const unsigned* starts, const unsigned* rows,
+                                   const T* dy, float* out, int d) {
+    int j = blockIdx.y * blockDim.x + threadIdx.x;
+    if (j >= d) return;
+    unsigned u = blockIdx.x;
+    float acc = 0.f;
+    for (unsigned k = starts[u]; k < starts[u + 1]; ++k) acc += ld(dy, (size_t)rows[k] * d + j);
+    out[(size_t)uniq[u] * d + j] = acc;
+}
+
+// ---- Dropout: the counter-based hash of kernels/dropout.rs -----------------------------------
+
+__device__ __forceinline__ u64 mix64(u64 z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+template <typename T>
+__device__ void dropout(const T* x, T* y, size_t n, u64 key, float p, float scale) {
+    GRID_STRIDE(i, n) {
+        u64 bits = mix64(key + (i + 1) * 0x9E3779B97F4A7C15ull);
+        float u = (float)(bits >> 40) * (1.f / 16777216.f);
+        st(y, i, u >= p ? ld(x, i) * scale : 0.f);
+    }
+}
+
+// ---- Attention pieces (the GEMMs are cuBLAS) --------------------------------------------------
+//
+// Scores are laid out (B, Hkv, G·Tq, Tk): row r is query i = r % Tq of batch b = r / rows_per_b.
+// Query i sees key j iff j <= i + (Tk − Tq) and mask[b·Tk + j] != 0 (mask may be null).
+
+__device__ __forceinline__ bool visible(const unsigned char* mask, size_t r, int j, int tq, int tk,
+                                        size_t rows_per_b) {
+    int i = r % tq;
+    if (j > i + (tk - tq)) return false;
+    return mask == nullptr || mask[(r / rows_per_b) * tk + j] != 0;
+}
+
+// p = softmax(scale · s) over visible keys, lse = its log-sum-exp (−inf and p = 0 if none).
+template <typename T>
+__device__ void attn_softmax(const T* s, T* p, float* lse, int tq, int tk, size_t rows_per_b,
+                             const unsigned char* mask, float scale) {
+    __shared__ float sh[32];
+    size_t r = blockIdx.x;
+    const T* sr = s + r * tk;
+    float m = NEG_INF;
+    for (int j = threadIdx.x; j < tk; j += blockDim.x)
+        if (visible(mask, r, j, tq, tk, rows_per_b)) m = fmaxf(m, scale * ld(sr, j));
+    m = block_max(m, sh);
+    float z = 0.f;
+    if (m != NEG_INF)
+        for (int j = threadIdx.x; j < tk; j += blockDim.x)
+            if (visible(mask, r, j, tq, tk, rows_per_b)) z += expf(scale * ld(sr, j) - m);
+    z = block_sum(z, sh);
+    float l = m == NEG_INF ? NEG_INF : m + logf(z);
+    if (threadIdx.x == 0) lse[r] = l;
+    for (int j = threadIdx.x; j < tk; j += blockDim.x)
+        st(p + r * tk, j, visible(mask, r, j, tq, tk, rows_per_b) && l != NEG_INF ? expf(scale * ld(sr, j) - l) : 0.f);
+}
+
+// From the recomputed scores s, the saved lse and dP = dO·Vᵀ: p (for dV = Pᵀ·dO) and
+// ds = scale · p ⊙ (dP − Σ_c dO⊙O), with the row sums delta given.
+template <typename T>
+__device__ void attn_grad_scores(const T* s, const T* dp, const float* lse, const float* delta,
+                                 T* p, T* ds, int tq, int tk, size_t rows_per_b,
+                                 const unsigned char* mask, float scale) {
+    size_t r = blockIdx.x;
+    float l = lse[r], dl = delta[r];
+    for (int j = threadIdx.x; j < tk; j += blockDim.x) {
+        size_t at = r * tk + j;
+        float pv = visible(mask, r, j, tq, tk, rows_per_b) && l != NEG_INF ? expf(scale * ld(s, at) - l) : 0.f;
+        st(p, at, pv);
+        st(ds, at, scale * pv * (ld(dp, at) - dl));
+    }
+}
+
+// out[r] = Σ_c a[r][c]·b[r][c], one warp per row.
+template <typename T>
+__device__ void row_dot(const T* a, const T* b, float* out, size_t rows, int cols) {
+    size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    float acc = 0.f;
+    for (int c = lane; c < cols; c += 32) acc += ld(a, r * cols + c) * ld(b, r * cols + c);
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) out[r] = acc;
+}
+
+// ---- Cross-entropy over a chunk of logits, gradient in place --------------------------------
+//
+// Row r with target t >= 0: loss[r] = lse − logit[t]; logits become
+// grad_scale · (softmax − onehot(t)). A row with target −1 gets loss 0 and a zero gradient.
+
+template <typename T>
+__device__ void cross_entropy(T* logits, const int* targets, float* loss, int v, float grad_scale) {
+    __shared__ float sh[32];
+    size_t r = blockIdx.x;
+    T* lr = logits + r * v;
+    int t = targets[r];
+    if (t < 0) {
+        for (int j = threadIdx.x; j < v; j += blockDim.x) st(lr, j, 0.f);
+        if (threadIdx.x == 0) loss[r] = 0.f;
+        return;
+    }
+    float m = NEG_INF;
+    for (int j = threadIdx.x; j < v; j += blockDim.x) m = fmaxf(m, ld(lr, j));
+    m = block_max(m, sh);
+    float z = 0.f;
+    for (int j = threadIdx.x; j < v; j += blockDim.x) z += expf(ld(lr, j) - m);
+    z = block_sum(z, sh);
+    float l = m + logf(z);
+    float target_logit = ld(lr, t);
+    __syncthreads();
+    if (threadIdx.x == 0) loss[r] = l - target_logit;
+    for (int j = threadIdx.x; j < v; j += blockDim.x) {
+        float g = expf(ld(lr, j) - l) - (j == t ? 1.f : 0.f);
+        st(lr, j, grad_scale * g);
+    }
+}
+
+// ---- NF4 dequantisation (quant/nf4.rs layout) -------------------------------------------------
+
+template <typename T>
+__device__ void nf4_dequantize(const unsigned char* packed, const unsigned char* codes,
+                               const float* scales, const float* nf4, const float* dyn_map,
+                               float offset, T* out, size_t n) {
+    GRID_STRIDE(i, n) {
+        unsigned char b = packed[i >> 1];
+        int q = (i & 1) ? (b & 15) : (b >> 4);
+        size_t block = i / 64;
+        // Rounded multiply and add, never fused: the CPU path rounds each step the same way.
+        float absmax = __fadd_rn(__fmul_rn(dyn_map[codes[block]], scales[block / 256]), offset);
+        st(out, i, __fmul_rn(nf4[q], absmax));
+    }
+}
+
+// ---- Instantiations ---------------------------------------------------------------------------
+
+#define INSTANTIATE(T, S)                                                                           \
+    extern "C" __global__ void rms_norm_##S(const T* x, const T* w, T* y, float* rstd, int d,      \
+                                            float eps) { rms_norm(x, w, y, rstd, d, eps); }       \
+    extern "C" __global__ void rms_norm_dx_##S(const T* x, const T* w, const float* rstd,          \
+                                               const T* dy, T* dx, int d) {                        \
+        rms_norm_dx(x, w, rstd, dy, dx, d);                                                        \
+    }                                                                                              \
+    extern "C" __global__ void rms_norm_dw_partial_##S(const T* x, const float* rstd, const T* dy, \
+                                                       float* partial, int n, int d, int rows) {   \
+        rms_norm_dw_partial(x, rstd, dy, partial, n, d, rows);                                     \
+    }                                                                                              \
+    extern "C" __global__ void swiglu_##S(const T* g, const T* u, T* y, size_t n) {                \
+        swiglu(g, u, y, n);                                                                        \
+    }                                                                                              \
+    extern "C" __global__ void swiglu_backward_##S(const T* g, const T* u, const T* dy, T* dg,     \
+                                                   T* du, size_t n) {                              \
+        swiglu_backward(g, u, dy, dg, du, n);                                                      \
+    }                                                                                              \
+    extern "C" __global__ void rope_##S(const T* x, const float* c, const float* s,                \
+                                        const unsigned* pos, T* y, int n, int h, int half,        \
+                                        float sign) { rope(x, c, s, pos, y, n, h, half, sign); }  \
+    extern "C" __global__ void embedding_##S(const unsigned* ids, const T* table, T* y, size_t n,  \
+                                             int d) { embedding(ids, table, y, n, d); }           \
+    extern "C" __global__ void embedding_backward_##S(const unsigned* uniq, const unsigned* starts,\
+                                                      const unsigned* rows, const T* dy,           \
+                                                      float* out, int d) {                         \
+        embedding_backward(uniq, starts, rows, dy, out, d);                                        \
+    }                                                                                              \
+    extern "C" __global__ void dropout_##S(const T* x, T* y, size_t n, u64 key, float p,           \
+                                           float scale) { dropout(x, y, n, key, p, scale); }      \
+    extern "C" __global__ void attn_softmax_##S(const T* s, T* p, float* lse, int tq, int tk,      \
+                                                size_t rows_per_b, const unsigned char* mask,      \
+                                                float scale) {                                     \
+        attn_softmax(s, p, lse, tq, tk, rows_per_b, mask, scale);                                  \
+    }                                                                                              \
+    extern "C" __global__ void attn_grad_scores_##S(const T* s, const T* dp, const float* lse,     \
+                                                    const float* delta, T* p, T* ds, int tq,       \
+                                                    int tk, size_t rows_per_b,                     \
+                                                    const unsigned char* mask, float scale) {      \
+        attn_grad_scores(s, dp, lse, delta, p, ds, tq, tk, rows_per_b, mask, scale);               \
+    }                                                                                              \
+    extern "C" __global__ void row_dot_##S(const T* a, const T* b, float* out, size_t rows,        \
+                                           int cols) { row_dot(a, b, out, rows, cols); }          \
+    extern "C" __global__ void cross_entropy_##S(T* logits, const int* targets, float* loss,       \
+                                                 int v, float grad_scale) {                        \
+        cross_entropy(logits, targets, loss, v, grad_scale);                                       \
+    }                                                                                              \
+    extern "C" __global__ void nf4_dequantize_##S(const unsigned char* packed,                     \
+                                                  const unsigned char* codes, const float* scales, \
+                                                  const float* nf4, const float* dyn_map,          \
+                                                  float offset, T* out, size_t n) {                \
+        nf4_dequantize(packed, codes, scales, nf4, dyn_map, offset, out, n);                       \
+    }
+
+INSTANTIATE(float, f32)
+INSTANTIATE(bf16, bf16)

@@ -1,0 +1,352 @@
+//! Every kernel's GPU path (f32 and bf16) against its CPU f32 path on the same random inputs.
+//!
+//! Tolerances, relative to `|want| + rms(want)` per element ([`assert_close`]): f32 on the GPU
+//! 1e-4 (the same formulas, other summation orders and fused multiply-adds); bf16 2e-2 for
+//! elementwise kernels and 5e-2 where a bf16 product feeds a softmax (attention, loss), against
+//! the CPU run on the bf16-rounded inputs. Dropout masks and NF4 dequantisation must be exact.
+//! Without a CUDA build or GPU every test prints that it was skipped and passes.
+
+use candle_core::{DType, Device, Tensor};
+use ferrotune::kernels::{
+    RopeTable, attention, attention_backward, dropout, embedding, embedding_backward, lm_head_loss,
+    rms_norm, rms_norm_backward, rope, rope_backward, swiglu, swiglu_backward,
+};
+use rand::Rng;
+
+use crate::check::*;
+
+const F32_RTOL: f32 = 1e-4;
+const BF16_RTOL: f32 = 2e-2;
+const BF16_SOFTMAX_RTOL: f32 = 5e-2;
+
+/// The GPU, or `None` (with a message) in a build or on a machine without one.
+fn gpu() -> Option<Device> {
+    match Device::new_cuda(0) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("skipped: no CUDA device in this build or on this machine ({e})");
+            None
+        }
+    }
+}
+
+/// `t` as a CPU f32 tensor.
+fn host(t: &Tensor) -> Tensor {
+    t.to_device(&Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+}
+
+/// `t` rounded to `dtype` and back to CPU f32 (the reference's view of a bf16 input).
+fn rounded(t: &Tensor, dtype: DType) -> Tensor {
+    t.to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap()
+}
+
+/// `t` on the GPU in `dtype`.
+fn up(t: &Tensor, dev: &Device, dtype: DType) -> Tensor {
+    t.to_dtype(dtype).unwrap().to_device(dev).unwrap()
+}
+
+/// Runs `check(dtype, rtol)` for f32 and bf16.
+fn both(rtol_bf16: f32, mut check: impl FnMut(DType, f32)) {
+    check(DType::F32, F32_RTOL);
+    check(DType::BF16, rtol_bf16);
+}
+
+#[test]
+fn rms_norm_forward_and_backward() {
+    let Some(dev) = gpu() else { return };
+    let mut r = rng(1);
+    let (x, w, dy) = (
+        uniform(&mut r, &[37, 300], 2.0),
+        uniform(&mut r, &[300], 1.5),
+        uniform(&mut r, &[37, 300], 1.0),
+    );
+    both(BF16_RTOL, |dtype, rtol| {
+        let (xr, wr, dyr) = (rounded(&x, dtype), rounded(&w, dtype), rounded(&dy, dtype));
+        let (y_cpu, rstd_cpu) = rms_norm(&xr, &wr, 1e-5).unwrap();
+        let (xg, wg, dyg) = (
+            up(&x, &dev, dtype),
+            up(&w, &dev, dtype),
+            up(&dy, &dev, dtype),
+        );
+        let (y, rstd) = rms_norm(&xg, &wg, 1e-5).unwrap();
+        assert_eq!(y.dtype(), dtype);
+        assert_close(&format!("rms_norm y {dtype:?}"), &host(&y), &y_cpu, rtol);
+        assert_close("rms_norm rstd", &host(&rstd), &rstd_cpu, F32_RTOL);
+        let (dx_cpu, dw_cpu) = rms_norm_backward(&xr, &wr, &rstd_cpu, &dyr, true).unwrap();
+        let (dx, dw) = rms_norm_backward(&xg, &wg, &rstd, &dyg, true).unwrap();
+        assert_close(&format!("rms_norm dx {dtype:?}"), &host(&dx), &dx_cpu, rtol);
+        assert_close(
+            &format!("rms_norm dw {dtype:?}"),
+            &host(&dw.unwrap()),
+            &dw_cpu.unwrap(),
+            rtol,
+        );
+    });
+}
+
+#[test]
+fn swiglu_forward_and_backward() {
+    let Some(dev) = gpu() else { return };
+    let mut r = rng(2);
+    let (g, u, dy) = (
+        uniform(&mut r, &[19, 513], 6.0),
+        uniform(&mut r, &[19, 513], 2.0),
+        uniform(&mut r, &[19, 513], 1.0),
+    );
+    both(BF16_RTOL, |dtype, rtol| {
+        let (gr, ur, dyr) = (rounded(&g, dtype), rounded(&u, dtype), rounded(&dy, dtype));
+        let (gg, ug, dyg) = (
+            up(&g, &dev, dtype),
+            up(&u, &dev, dtype),
+            up(&dy, &dev, dtype),
+        );
+        let y = swiglu(&gg, &ug).unwrap();
+        assert_close(
+            &format!("swiglu {dtype:?}"),
+            &host(&y),
+            &swiglu(&gr, &ur).unwrap(),
+            rtol,
+        );
+        let (dg, du) = swiglu_backward(&gg, &ug, &dyg).unwrap();
+        let (dg_cpu, du_cpu) = swiglu_backward(&gr, &ur, &dyr).unwrap();
+        assert_close(
+            &format!("swiglu dgate {dtype:?}"),
+            &host(&dg),
+            &dg_cpu,
+            rtol,
+        );
+        assert_close(&format!("swiglu dup {dtype:?}"), &host(&du), &du_cpu, rtol);
+    });
+}
+
+#[test]
+fn rope_forward_and_backward() {
+    let Some(dev) = gpu() else { return };
+    let mut r = rng(3);
+    let (n, h, hd) = (23, 5, 64);
+    let freqs: Vec<f32> = (0..hd / 2)
+        .map(|i| 10000f32.powf(-2.0 * i as f32 / hd as f32))
+        .collect();
+    let table_cpu = RopeTable::new(&freqs, 4096, &Device::Cpu).unwrap();
+    let table_gpu = RopeTable::new(&freqs, 4096, &dev).unwrap();
+    let positions: Vec<u32> = (0..n).map(|_| r.random_range(0..4096)).collect();
+    let x = uniform(&mut r, &[n, h, hd], 2.0);
+    both(BF16_RTOL, |dtype, rtol| {
+        let xr = rounded(&x, dtype);
+        let xg = up(&x, &dev, dtype);
+        let want = rope(&xr, &table_cpu, &positions).unwrap();
+        let got = rope(&xg, &table_gpu, &positions).unwrap();
+        assert_close(&format!("rope {dtype:?}"), &host(&got), &want, rtol);
+        let back = rope_backward(&xg, &table_gpu, &positions).unwrap();
+        let back_cpu = rope_backward(&xr, &table_cpu, &positions).unwrap();
+        assert_close(
+            &format!("rope backward {dtype:?}"),
+            &host(&back),
+            &back_cpu,
+            rtol,
+        );
+    });
+}
+
+#[test]
+fn embedding_lookup_and_gradient() {
+    let Some(dev) = gpu() else { return };
+    let mut r = rng(4);
+    let (vocab, d, n) = (300, 96, 500);
+    let ids: Vec<u32> = (0..n)
+        .map(|_| r.random_range(0..vocab as u32 / 3))
+        .collect();
+    let table = uniform(&mut r, &[vocab, d], 1.0);
+    let dy = uniform(&mut r, &[n, d], 1.0);
+    both(BF16_RTOL, |dtype, rtol| {
+        let got = embedding(&ids, &up(&table, &dev, dtype)).unwrap();
+        assert_bitwise_eq(
+            &format!("embedding {dtype:?}"),
+            &host(&got),
+            &embedding(&ids, &rounded(&table, dtype)).unwrap(),
+        );
+        let grad = embedding_backward(&ids, &up(&dy, &dev, dtype), vocab).unwrap();
+        assert_eq!(grad.dtype(), DType::F32);
+        let want = embedding_backward(&ids, &rounded(&dy, dtype), vocab).unwrap();
+        assert_close(
+            &format!("embedding grad {dtype:?}"),
+            &host(&grad),
+            &want,
+            rtol.min(1e-5),
+        );
+    });
+}
+
+#[test]
+fn dropout_masks_match_the_cpu_exactly() {
+    let Some(dev) = gpu() else { return };
+    let mut r = rng(5);
+    let x = uniform(&mut r, &[77, 333], 1.0);
+    for (seed, stream, p) in [(1u64, 2u64, 0.1f32), (99, 12345, 0.5), (7, 0, 0.05)] {
+        let want = dropout(&x, p, seed, stream).unwrap();
+        let got = dropout(&up(&x, &dev, DType::F32), p, seed, stream).unwrap();
+        assert_bitwise_eq("dropout f32", &host(&got), &want);
+        let got16 = host(&dropout(&up(&x, &dev, DType::BF16), p, seed, stream).unwrap());
+        let kept = |t: &Tensor| values(t).iter().map(|v| *v != 0.0).collect::<Vec<_>>();
+        assert_eq!(
+            kept(&got16),
+            kept(&want),
+            "bf16 dropout keeps the same elements"
+        );
+    }
+}
+
+#[test]
+fn attention_forward_and_backward() {
+    let Some(dev) = gpu() else { return };
+    let mut r = rng(6);
+    // Grouped heads, more keys than queries (a cache), a padded key mask with a fully masked row.
+    for (b, tq, tk, h, hkv, hd, masked) in
+        [(2, 33, 33, 6, 2, 32, false), (2, 17, 40, 4, 1, 64, true)]
+    {
+        let q = uniform(&mut r, &[b, tq, h, hd], 1.5);
+        let k = uniform(&mut r, &[b, tk, hkv, hd], 1.5);
+        let v = uniform(&mut r, &[b, tk, hkv, hd], 1.0);
+        let dout = uniform(&mut r, &[b, tq, h, hd], 1.0);
+        let mask: Option<Vec<u8>> = masked.then(|| {
+            (0..b * tk)
+                .map(|i| u8::from(!(i / tk == 1 && i % tk < 30)))
+                .collect()
+        });
+        let scale = 1.0 / (hd as f32).sqrt();
+        both(BF16_SOFTMAX_RTOL, |dtype, rtol| {
+            let [qr, kr, vr, dr] = [&q, &k, &v, &dout].map(|t| rounded(t, dtype));
+            let [qg, kg, vg, dg] = [&q, &k, &v, &dout].map(|t| up(t, &dev, dtype));
+            let want = attention(&qr, &kr, &vr, mask.as_deref(), scale).unwrap();
+            let got = attention(&qg, &kg, &vg, mask.as_deref(), scale).unwrap();
+            let what = format!("attention {b}x{tq}x{tk} {h}/{hkv} {dtype:?}");
+            assert_close(&format!("{what} out"), &host(&got.out), &want.out, rtol);
+            let finite = |t: &Tensor| values(t).iter().map(|x| x.is_finite()).collect::<Vec<_>>();
+            assert_eq!(
+                finite(&host(&got.lse)),
+                finite(&want.lse),
+                "{what}: rows without keys"
+            );
+            let clean = |t: &Tensor| {
+                let v: Vec<f32> = values(t)
+                    .iter()
+                    .map(|x| if x.is_finite() { *x } else { 0.0 })
+                    .collect();
+                Tensor::from_vec(v, t.dims(), &Device::Cpu).unwrap()
+            };
+            assert_close(
+                &format!("{what} lse"),
+                &clean(&host(&got.lse)),
+                &clean(&want.lse),
+                rtol,
+            );
+            let grads = attention_backward(
+                &qg,
+                &kg,
+                &vg,
+                &got.out,
+                &got.lse,
+                &dg,
+                mask.as_deref(),
+                scale,
+            )
+            .unwrap();
+            let grads_cpu = attention_backward(
+                &qr,
+                &kr,
+                &vr,
+                &want.out,
+                &want.lse,
+                &dr,
+                mask.as_deref(),
+                scale,
+            )
+            .unwrap();
+            for (name, g, w) in [
+                ("dq", &grads.0, &grads_cpu.0),
+                ("dk", &grads.1, &grads_cpu.1),
+                ("dv", &grads.2, &grads_cpu.2),
+            ] {
+                assert_close(&format!("{what} {name}"), &host(g), w, rtol);
+            }
+        });
+    }
+}
+
+#[test]
+fn lm_head_loss_and_gradients() {
+    let Some(dev) = gpu() else { return };
+    let mut r = rng(7);
+    let (n, d, vocab) = (45, 64, 1000);
+    let h = uniform(&mut r, &[n, d], 1.0);
+    let w = uniform(&mut r, &[vocab, d], 0.5);
+    let targets: Vec<i32> = (0..n)
+        .map(|i| {
+            if i % 5 == 0 {
+                -1
+            } else {
+                r.random_range(0..vocab as i32)
+            }
+        })
+        .collect();
+    both(BF16_SOFTMAX_RTOL, |dtype, rtol| {
+        let want = lm_head_loss(
+            &rounded(&h, dtype),
+            &rounded(&w, dtype),
+            &targets,
+            0.03,
+            true,
+        )
+        .unwrap();
+        let got = lm_head_loss(
+            &up(&h, &dev, dtype),
+            &up(&w, &dev, dtype),
+            &targets,
+            0.03,
+            true,
+        )
+        .unwrap();
+        assert_eq!(got.n_targets, want.n_targets);
+        let rel = (got.loss_sum - want.loss_sum).abs() / want.loss_sum;
+        assert!(
+            rel < f64::from(rtol) / 10.0,
+            "{dtype:?}: loss {} vs {}",
+            got.loss_sum,
+            want.loss_sum
+        );
+        assert_close(
+            &format!("lm_head dh {dtype:?}"),
+            &host(&got.dh),
+            &want.dh,
+            rtol,
+        );
+        assert_close(
+            &format!("lm_head dw {dtype:?}"),
+            &host(&got.dw.unwrap()),
+            &want.dw.unwrap(),
+            rtol,
+        );
+    });
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn nf4_dequantises_exactly_as_on_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let Device::Cuda(cuda) = &dev else {
+        unreachable!()
+    };
+    let mut r = rng(8);
+    // Not a multiple of the 64-value block or of the 256-block scale groups.
+    let w = uniform(&mut r, &[301, 129], 0.1);
+    let q = ferrotune::quant::nf4::Nf4Tensor::from_tensor(&w).unwrap();
+    let gpu_q = ferrotune::kernels::Nf4Device::upload(&q, cuda).unwrap();
+    let want = q.to_tensor(&Device::Cpu).unwrap();
+    let got = ferrotune::kernels::nf4_dequantize(&gpu_q, DType::F32).unwrap();
+    assert_bitwise_eq("nf4 f32", &host(&got), &want);
+    let got16 = ferrotune::kernels::nf4_dequantize(&gpu_q, DType::BF16).unwrap();
+    assert_bitwise_eq("nf4 bf16", &host(&got16), &rounded(&want, DType::BF16));
+}
