@@ -163,3 +163,33 @@ fn the_environment_is_read_and_bad_values_are_named() {
         "{err}"
     );
 }
+
+/// NCCL at world size 1 on the GPU (NCCL refuses two ranks on one GPU): every collective returns
+/// this rank's own values, exactly. Skipped without a GPU.
+#[cfg(feature = "cuda")]
+#[test]
+fn nccl_collectives_on_one_gpu() {
+    let Ok(device) = candle_core::Device::new_cuda(0) else {
+        eprintln!("skipped: no CUDA device on this machine");
+        return;
+    };
+    let env = WorldEnv::local(1, 0, free_port());
+    let mut nccl =
+        ferrotune::dist::nccl::Nccl::connect(&env, &device, Duration::from_secs(20)).unwrap();
+    for len in [1, 3, 1000, 4099] {
+        let mine = inputs(1, len).remove(0);
+        let mut reduced = mine.clone();
+        nccl.all_reduce_sum(&mut reduced).unwrap();
+        assert_eq!(reduced, mine, "all-reduce of one rank");
+        assert_eq!(
+            nccl.reduce_scatter_sum(&mine).unwrap(),
+            mine,
+            "reduce-scatter"
+        );
+        assert_eq!(nccl.all_gather(&mine, len).unwrap(), mine, "all-gather");
+        let mut b = mine.clone();
+        nccl.broadcast(&mut b, 0).unwrap();
+        assert_eq!(b, mine, "broadcast");
+        assert_eq!(nccl.sum_f64(&[1.25, -3.5]).unwrap(), vec![1.25, -3.5]);
+    }
+}

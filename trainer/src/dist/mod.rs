@@ -6,6 +6,8 @@ pub mod collective;
 pub mod env;
 pub mod error;
 pub mod launch;
+#[cfg(feature = "cuda")]
+pub mod nccl;
 pub mod ring;
 pub mod store;
 mod wire;
@@ -17,18 +19,26 @@ pub use ring::Ring;
 
 use std::time::Duration;
 
+use candle_core::Device;
 use ferrotune_config::{CommBackend, DistributedConfig};
 
-/// Joins the world `env` describes with the backend `config` asks for.
-pub fn connect(env: &WorldEnv, config: &DistributedConfig) -> anyhow::Result<Box<dyn Collective>> {
-    match config.backend {
-        CommBackend::Nccl => anyhow::bail!(
-            "distributed.backend: nccl needs a CUDA build of ferrotune and CUDA devices; \
+/// Joins the world `env` describes with the backend `config` asks for; `auto` is NCCL when the
+/// model is on a GPU, the TCP ring otherwise.
+pub fn connect(
+    env: &WorldEnv,
+    config: &DistributedConfig,
+    device: &Device,
+) -> anyhow::Result<Box<dyn Collective>> {
+    let timeout = Duration::from_secs(config.timeout_seconds);
+    match (config.backend, device) {
+        #[cfg(feature = "cuda")]
+        (CommBackend::Nccl | CommBackend::Auto, Device::Cuda(_)) => {
+            Ok(Box::new(nccl::Nccl::connect(env, device, timeout)?))
+        }
+        (CommBackend::Nccl, _) => anyhow::bail!(
+            "distributed.backend: nccl needs a CUDA build of ferrotune and training.device cuda; \
              use tcp (or auto) on CPU"
         ),
-        CommBackend::Auto | CommBackend::Tcp => Ok(Box::new(Ring::connect(
-            env,
-            Duration::from_secs(config.timeout_seconds),
-        )?)),
+        (CommBackend::Auto | CommBackend::Tcp, _) => Ok(Box::new(Ring::connect(env, timeout)?)),
     }
 }

@@ -42,17 +42,7 @@ impl Ring {
                 _store: None,
             });
         }
-        if rank == 0 {
-            let listener =
-                TcpListener::bind(("0.0.0.0", env.master_port)).map_err(|e| DistError::Peer {
-                    rank,
-                    peer: format!("port {} (MASTER_PORT)", env.master_port),
-                    what: "listening for the store".into(),
-                    source: e,
-                })?;
-            store::serve(listener, timeout);
-        }
-        let mut client = StoreClient::connect(&env.master_addr, env.master_port, rank, timeout)?;
+        let mut client = store::rendezvous(env, timeout)?;
         let listener = TcpListener::bind((client.local_ip(), 0)).map_err(|e| DistError::Peer {
             rank,
             peer: "itself".into(),

@@ -65,6 +65,23 @@ fn handle(mut stream: TcpStream, table: &Table, timeout: Duration) -> std::io::R
     }
 }
 
+/// Joins the store of the world `env` describes: rank 0 serves it on MASTER_PORT first, then
+/// every rank connects to MASTER_ADDR:MASTER_PORT.
+pub fn rendezvous(env: &super::WorldEnv, timeout: Duration) -> Result<StoreClient, DistError> {
+    let rank = env.rank();
+    if rank == 0 {
+        let listener =
+            TcpListener::bind(("0.0.0.0", env.master_port)).map_err(|e| DistError::Peer {
+                rank,
+                peer: format!("port {} (MASTER_PORT)", env.master_port),
+                what: "listening for the store".into(),
+                source: e,
+            })?;
+        serve(listener, timeout);
+    }
+    StoreClient::connect(&env.master_addr, env.master_port, rank, timeout)
+}
+
 /// One rank's connection to the store.
 pub struct StoreClient {
     stream: TcpStream,
