@@ -11,7 +11,13 @@ ratios. Every record is appended to --out as JSON lines.
   bench/compare.py --table bench/results/cpu.jsonl        # table from an earlier run
 
 The reference needs torch, transformers and peft (--python names that interpreter; default: this
-one). On the CPU both run f32 (the reference with --dtype f32) on every core.
+one). On the CPU both run f32 (the reference with --dtype f32) on every core. On a GPU
+(--device cuda, with --bin naming a CUDA build of train-throughput) both run bf16, and the memory
+columns are peak GPU memory in use (the CUDA memory pool's high-water mark for ferrotune,
+torch.cuda.max_memory_allocated for PyTorch) instead of process RSS.
+
+  bench/compare.py --device cuda --bin /tmp/train-throughput --python /opt/torch/.venv/bin/python \
+      --models smollm2-135m,llama-3.2-1b,llama-3.2-3b --modes full,lora,qlora --steps 20 --warmup 5
 """
 from __future__ import annotations
 
@@ -44,7 +50,7 @@ def run_measured(cmd: list[str]) -> tuple[dict, float]:
 
 
 def measure(args) -> list[dict]:
-    ours_bin = ROOT / "target" / "release" / "train-throughput"
+    ours_bin = Path(args.bin) if args.bin else ROOT / "target" / "release" / "train-throughput"
     rows = []
     for model in args.models.split(","):
         for mode in args.modes.split(","):
@@ -75,19 +81,23 @@ def table(rows: list[dict]) -> str:
     pairs: dict[tuple, dict] = {}
     for r in rows:
         pairs.setdefault((r["model"], r["mode"], r["seq_len"], r["micro_batch"]), {})[r["impl"]] = r
+    gpu = any(r.get("peak_mem_gib") is not None for r in rows)
+    mem_key, mem_name = ("peak_mem_gib", "peak GPU GiB") if gpu else ("process_peak_rss_gib", "peak RSS GiB")
     out = ["| model | mode | seq | micro-batch | ferrotune tokens/s | PyTorch tokens/s | speed ratio "
-           "| ferrotune peak RSS GiB | PyTorch peak RSS GiB | memory ratio | losses (first → last) ours / PyTorch |",
-           "|" + "---|" * 11]
+           f"| ferrotune {mem_name} | PyTorch {mem_name} | memory ratio | MFU ours / PyTorch "
+           "| losses (first → last) ours / PyTorch |",
+           "|" + "---|" * 12]
     for (model, mode, seq, mb), p in pairs.items():
         a, b = p.get("ferrotune", {}), p.get("pytorch", {})
         ok = a.get("status") == "ok" and b.get("status") == "ok"
         tps = lambda r: f"{r['tokens_per_s']:,.0f}" if r.get("status") == "ok" else r.get("status", "-")  # noqa: E731
         ratio = f"{a['tokens_per_s'] / b['tokens_per_s']:.2f}×" if ok else "-"
-        mem_a, mem_b = a.get("process_peak_rss_gib"), b.get("process_peak_rss_gib")
+        mem_a, mem_b = a.get(mem_key), b.get(mem_key)
         mem_ratio = f"{mem_a / mem_b:.2f}×" if ok and mem_a and mem_b else "-"
+        mfu = lambda r: f"{100 * r['mfu']:.1f}%" if r.get("status") == "ok" and r.get("mfu") is not None else "-"  # noqa: E731
         loss = lambda r: f"{r.get('loss_first')} → {r.get('loss_last')}" if r.get("status") == "ok" else "-"  # noqa: E731
         out.append(f"| {model} | {mode} | {seq} | {mb} | {tps(a)} | {tps(b)} | {ratio} | {mem_a} | {mem_b} "
-                   f"| {mem_ratio} | {loss(a)} / {loss(b)} |")
+                   f"| {mem_ratio} | {mfu(a)} / {mfu(b)} | {loss(a)} / {loss(b)} |")
     return "\n".join(out)
 
 
@@ -101,6 +111,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bin", help="train-throughput binary (default: target/release/train-throughput)")
     ap.add_argument("--peak-tflops", type=float, default=989.0)
     ap.add_argument("--python", default=sys.executable, help="interpreter with torch, transformers, peft")
     ap.add_argument("--out", help="append the JSON records to this file")

@@ -121,6 +121,7 @@ fn main() -> anyhow::Result<()> {
         &Adaptation::from_config(&config),
         args.seed,
     )?;
+    model.cast(ferrotune::device::dtype(config.training.dtype, &device)?)?;
     let rows = (args.warmup + args.steps) as usize * args.micro_batch * world;
     let vocab = llama_config.vocab_size as u32;
     let samples: Vec<Sample> = (0..rows)
@@ -140,7 +141,7 @@ fn main() -> anyhow::Result<()> {
         None
     };
     let stop = StopFlag::install()?;
-    let mut comm = ferrotune::dist::connect(&env, &config.distributed)?;
+    let mut comm = ferrotune::dist::connect(&env, &config.distributed, &device)?;
     let outcome = fit(
         &mut model,
         &samples,
@@ -271,7 +272,7 @@ fn result(
         "micro_batch": args.micro_batch,
         "grad_ckpt": if args.grad_ckpt { "on" } else { "off" },
         "device": args.device,
-        "dtype": "f32",
+        "dtype": format!("{:?}", model.dtype()).to_lowercase(),
         "status": "ok",
         "tokens_per_s": round(tps, 1),
         "tokens_per_s_mean": round(tokens * secs.len() as f64 / secs.iter().sum::<f64>(), 1),
@@ -279,6 +280,8 @@ fn result(
         "step_ms_min": round(secs[0] * 1e3, 2),
         "step_ms_max": round(secs[secs.len() - 1] * 1e3, 2),
         "peak_rss_gib": peak.map(|b| round(b as f64 / (1u64 << 30) as f64, 2)),
+        "peak_mem_gib": ferrotune::device::peak_gpu_bytes(model.device())?
+            .map(|b| round(b as f64 / (1u64 << 30) as f64, 2)),
         "mfu": round(tps * fpt / (args.peak_tflops * 1e12), 4),
         "flops_per_token": fpt,
         "n_matmul_params": n_matmul,
