@@ -3,8 +3,7 @@
 //! (`adapter_config.json`, `adapter_model.safetensors`). Every file is written atomically.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
@@ -14,6 +13,7 @@ use serde_json::json;
 use super::config::LlamaConfig;
 use super::load::expected_tensors;
 use super::params::ParamId;
+use crate::atomic::write_atomic;
 
 /// Precision of exported weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,57 +355,4 @@ fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
         std::fs::write(tmp, text)?;
         Ok(())
     })
-}
-
-/// Writes `path` through `write` into a temporary file beside it, flushes that to disk, renames it into
-/// place and syncs the directory, so readers see the old file or the complete new one.
-fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&Path) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp: PathBuf = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = write(&tmp)
-        .and_then(|()| {
-            let file = File::options().append(true).open(&tmp)?;
-            file.sync_all()?;
-            Ok(())
-        })
-        .and_then(|()| Ok(std::fs::rename(&tmp, path)?));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.context(format!("writing {}", path.display())));
-    }
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failed_writes_leave_no_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.json");
-        let err = write_atomic(&path, |tmp| {
-            std::fs::write(tmp, "partial")?;
-            anyhow::bail!("disk full")
-        })
-        .unwrap_err();
-        assert!(format!("{err:#}").contains("x.json"), "{err:#}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
 }

@@ -2,11 +2,12 @@
 //! writes its own part of the trainable tensors into one file, in parallel; rank 0 then writes
 //! the position and renames the directory into place, so a crash never leaves a half-written
 //! checkpoint. A checkpoint of any world size resumes at any other: the parts are put back
-//! together by tensor name. The newest readable checkpoint is resumed, falling back past broken
-//! ones.
+//! together by tensor name. Each part has a CRC-32 beside it; the newest checkpoint whose parts
+//! match their checksums is resumed, falling back past damaged ones.
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
@@ -16,10 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use super::partition::{Piece, Whole};
 use crate::dist::Collective;
+use crate::faults::{self, Point};
 
 const STATE_FILE: &str = "state.json";
 /// The checkpoint layout this build writes and reads.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 const PARTS: [&str; 3] = ["value", "exp_avg", "exp_avg_sq"];
 
 /// Where the training loop stands.
@@ -67,14 +69,56 @@ pub fn shard_file(rank: usize, world: usize) -> String {
     format!("shard-{rank:05}-of-{world:05}.safetensors")
 }
 
+/// The checksum file beside a part.
+fn checksum_file(part: &str) -> String {
+    format!("{part}.crc32")
+}
+
+/// CRC-32 of a file's bytes.
+fn crc32(path: &Path) -> anyhow::Result<u32> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf)? {
+            0 => return Ok(hasher.finalize()),
+            n => hasher.update(&buf[..n]),
+        }
+    }
+}
+
 /// Whether every rank succeeded at something: `failed` is this rank's view; all ranks call it.
 fn all_ok(comm: &mut dyn Collective, failed: bool) -> anyhow::Result<bool> {
     Ok(comm.sum_f64(&[f64::from(u8::from(failed))])?[0] == 0.0)
 }
 
 /// Writes the checkpoint for `state.step` under `root` (every rank calls it, with its own
-/// `pieces`), then deletes all but the newest `keep`.
+/// `pieces`), then deletes all but the newest `keep`. On failure the older checkpoints are as
+/// they were; a full disk is named as such.
 pub fn save(
+    root: &Path,
+    state: &TrainState,
+    pieces: &[Piece],
+    comm: &mut dyn Collective,
+    keep: usize,
+) -> anyhow::Result<PathBuf> {
+    write(root, state, pieces, comm, keep).map_err(|e| {
+        // Wrapping errors (candle's, safetensors') hide the io::Error but keep its text.
+        let enospc = format!("(os error {})", libc::ENOSPC);
+        let full = e.chain().any(|c| c.to_string().contains(&enospc));
+        if full {
+            e.context(format!(
+                "the disk holding {} is full: free space there or lower training.save_total_limit \
+                 (older checkpoints are intact)",
+                root.display()
+            ))
+        } else {
+            e
+        }
+    })
+}
+
+fn write(
     root: &Path,
     state: &TrainState,
     pieces: &[Piece],
@@ -124,6 +168,7 @@ pub fn save(
             .unwrap_or_else(|| anyhow::anyhow!("another rank could not write its part")))
         .with_context(context);
     }
+    faults::reach(Point::CheckpointParts, state.step);
     let committed = if rank == 0 {
         commit(&tmp, &final_dir, root, state).and_then(|()| prune(root, keep))
     } else {
@@ -157,6 +202,10 @@ fn write_shard(path: &Path, step: u64, pieces: &[Piece]) -> anyhow::Result<()> {
     }
     candle_core::safetensors::save(&named, path)?;
     fs::File::open(path)?.sync_all()?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let sum = path.with_file_name(checksum_file(&name.unwrap_or_default()));
+    fs::write(&sum, format!("{:08x}\n", crc32(path)?))?;
+    fs::File::open(&sum)?.sync_all()?;
     Ok(())
 }
 
@@ -164,6 +213,7 @@ fn commit(tmp: &Path, final_dir: &Path, root: &Path, state: &TrainState) -> anyh
     let state_path = tmp.join(STATE_FILE);
     fs::write(&state_path, serde_json::to_vec_pretty(state)?)?;
     fs::File::open(&state_path)?.sync_all()?;
+    faults::reach(Point::CheckpointCommit, state.step);
     if final_dir.exists() {
         fs::remove_dir_all(final_dir)?;
     }
@@ -222,10 +272,25 @@ fn load_shards(dir: &Path, world: usize) -> anyhow::Result<Vec<HashMap<String, T
     (0..world)
         .map(|r| {
             let f = shard_file(r, world);
+            verify(dir, &f)?;
             candle_core::safetensors::load(dir.join(&f), &Device::Cpu)
                 .with_context(|| format!("reading {f}"))
         })
         .collect()
+}
+
+/// Checks a part against the checksum written beside it.
+fn verify(dir: &Path, part: &str) -> anyhow::Result<()> {
+    let sum = checksum_file(part);
+    let text = fs::read_to_string(dir.join(&sum)).with_context(|| format!("reading {sum}"))?;
+    let want = u32::from_str_radix(text.trim(), 16)
+        .with_context(|| format!("{sum} holds no CRC-32 ({:?})", text.trim()))?;
+    let got = crc32(&dir.join(part)).with_context(|| format!("reading {part}"))?;
+    ensure!(
+        got == want,
+        "{part} is damaged: its CRC-32 is {got:08x}, {sum} says {want:08x}"
+    );
+    Ok(())
 }
 
 /// The newest checkpoint under `root` whose files are intact. Broken newer ones are skipped with a

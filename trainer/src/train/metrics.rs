@@ -1,11 +1,13 @@
 //! `metrics.jsonl` (one line per optimizer step) and `training_duration.json`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+
+use crate::atomic::write_atomic;
 
 /// One optimizer step as recorded in `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,7 +45,7 @@ pub struct MetricsLog {
 
 impl MetricsLog {
     /// Opens `path` for appending, first dropping any records after `resume_step` (a resumed run
-    /// rewrites those steps).
+    /// rewrites those steps); the file is replaced atomically, so a crash here loses nothing.
     pub fn open(path: &Path, resume_step: u64) -> anyhow::Result<Self> {
         let kept = read(path)?
             .into_iter()
@@ -54,7 +56,7 @@ impl MetricsLog {
             text.push_str(&serde_json::to_string(r)?);
             text.push('\n');
         }
-        fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        write_atomic(path, |tmp| Ok(fs::write(tmp, text)?))?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)
@@ -77,21 +79,29 @@ impl MetricsLog {
     }
 }
 
-/// Reads `metrics.jsonl` (empty when absent).
+/// Reads `metrics.jsonl` (empty when absent). A last line without its newline is a record cut off
+/// by a crash mid-write and is left out when it does not parse.
 pub fn read(path: &Path) -> anyhow::Result<Vec<StepRecord>> {
-    let Ok(file) = File::open(path) else {
-        return Ok(vec![]);
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
+    let lines: Vec<&str> = text.lines().collect();
+    let torn_tail = !text.ends_with('\n');
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line?;
+    for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        out.push(
-            serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: not a step record", path.display(), i + 1))?,
-        );
+        match serde_json::from_str(line) {
+            Ok(record) => out.push(record),
+            Err(_) if torn_tail && i + 1 == lines.len() => break,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("{}:{}: not a step record", path.display(), i + 1));
+            }
+        }
     }
     Ok(out)
 }
