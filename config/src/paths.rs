@@ -45,7 +45,9 @@ pub fn expand(path: &str) -> Result<PathBuf, String> {
 }
 
 fn var(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))
+    std::env::var(name).map_err(|_| {
+        format!("environment variable `{name}` is not set; set it, or write `${{{name}:-default}}`")
+    })
 }
 
 #[cfg(test)]

@@ -26,18 +26,40 @@ fn check(ok: bool, field: &str, message: impl Into<String>) -> Result<(), Proble
     }
 }
 
+/// A number as the user would write it: `1e30` rather than thirty-one digits.
+fn show(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude >= 1e6 || (magnitude > 0.0 && magnitude < 1e-4) {
+        format!("{value:e}")
+    } else {
+        value.to_string()
+    }
+}
+
 fn positive(value: f64, field: &str) -> Result<(), Problem> {
     check(
         value.is_finite() && value > 0.0,
         field,
-        format!("must be a finite number > 0, got {value}"),
+        format!("must be a finite number > 0, got {}", show(value)),
+    )
+}
+
+fn non_negative(value: f64, field: &str, note: &str) -> Result<(), Problem> {
+    check(
+        value.is_finite() && value >= 0.0,
+        field,
+        format!("must be >= 0{note}, got {}", show(value)),
     )
 }
 
 fn in_unit(value: f64, field: &str, closed_top: bool) -> Result<(), Problem> {
     let ok = value.is_finite() && value >= 0.0 && (value < 1.0 || (closed_top && value == 1.0));
     let range = if closed_top { "[0, 1]" } else { "[0, 1)" };
-    check(ok, field, format!("must be in {range}, got {value}"))
+    check(
+        ok,
+        field,
+        format!("must be in {range}, got {}", show(value)),
+    )
 }
 
 impl Config {
@@ -132,7 +154,7 @@ impl Config {
             "training.learning_rate",
             format!(
                 "{} is far too large: use a value below 1",
-                t.learning_rate()
+                show(t.learning_rate())
             ),
         )?;
         check(
@@ -143,18 +165,14 @@ impl Config {
         if let Some(r) = t.warmup_ratio {
             in_unit(r, "training.warmup_ratio", true)?;
         }
-        check(
-            t.weight_decay.is_finite() && t.weight_decay >= 0.0,
-            "training.weight_decay",
-            "must be >= 0",
-        )?;
+        non_negative(t.weight_decay, "training.weight_decay", "")?;
         in_unit(t.adam_beta1, "training.adam_beta1", false)?;
         in_unit(t.adam_beta2, "training.adam_beta2", false)?;
         positive(t.adam_epsilon, "training.adam_epsilon")?;
-        check(
-            t.max_grad_norm.is_finite() && t.max_grad_norm >= 0.0,
+        non_negative(
+            t.max_grad_norm,
             "training.max_grad_norm",
-            "must be >= 0 (0 disables clipping)",
+            " (0 disables clipping)",
         )?;
         check(
             t.max_seq_length >= 16,

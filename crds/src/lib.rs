@@ -4,10 +4,12 @@
 //! `spec.training` is the trainer's own config type ([`ferrotune_config::Config`]), so a
 //! TrainingJob and `ferrotune train --config` accept exactly the same training fields.
 
+pub mod manifest;
 pub mod spec;
 pub mod status;
 pub mod validate;
 
+pub use manifest::ManifestError;
 pub use spec::*;
 pub use status::*;
 pub use validate::Invalid;

@@ -32,6 +32,8 @@ use std::collections::BTreeMap;
      "message": "training.model needs exactly one of hub (a repo id) or path (a file or directory on a volume)"},
     {"rule": "!has(self.storage.hfToken) || has(self.training.model.hub)",
      "message": "storage.hfToken is only used with training.model.hub"},
+    {"rule": "!has(self.env) || self.env.all(e, !(e.name in ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN']) || !has(e.value))",
+     "message": "a Hugging Face token is never written into the manifest: put it in a Secret and set storage.hfToken"},
 ]))]
 pub struct TrainingJobSpec {
     /// The training config, exactly as `ferrotune train --config` reads it (snake_case keys).

@@ -4,6 +4,9 @@
 
 use crate::TrainingJobSpec;
 
+/// Variables that hold a Hugging Face token: only ever set from a Secret.
+const SECRET_ENV: [&str; 2] = ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"];
+
 /// One rule a spec breaks: the dotted field (from `spec.`) and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
@@ -40,6 +43,18 @@ impl TrainingJobSpec {
                 "storage.hfToken",
                 "is only used with training.model.hub".into(),
             );
+        }
+        for (i, e) in self.env.iter().enumerate() {
+            if SECRET_ENV.contains(&e.name.as_str()) && e.value.is_some() {
+                bad(
+                    &format!("env[{i}].value"),
+                    format!(
+                        "{} is never written into the manifest: put the token in a Secret and \
+                         set storage.hfToken",
+                        e.name
+                    ),
+                );
+            }
         }
         let mut mounts = vec![&self.storage.output];
         for (i, v) in self.storage.volumes.iter().enumerate() {

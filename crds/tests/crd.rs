@@ -189,3 +189,27 @@ fn problems_name_the_field_and_what_is_allowed() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn a_hugging_face_token_only_comes_from_a_secret() {
+    let rules =
+        serde_json::to_string(&schema()["properties"]["spec"]["x-kubernetes-validations"]).unwrap();
+    assert!(rules.contains("HF_TOKEN"), "the API server rejects it too");
+    let with_env = |entry: &str| -> Vec<String> {
+        let yaml = format!("{MINIMAL}  env:\n  - {entry}\n");
+        let job: TrainingJob = serde_saphyr::from_str(&yaml).unwrap();
+        job.spec.problems().iter().map(|p| p.to_string()).collect()
+    };
+    let literal = with_env("{name: HF_TOKEN, value: hf_abc}");
+    assert_eq!(
+        literal,
+        [
+            "spec.env[0].value: HF_TOKEN is never written into the manifest: put the token in a \
+          Secret and set storage.hfToken"
+        ]
+    );
+    let from_secret =
+        with_env("{name: HF_TOKEN, valueFrom: {secretKeyRef: {name: hf, key: token}}}");
+    assert!(from_secret.is_empty(), "{from_secret:?}");
+    assert!(with_env("{name: NCCL_DEBUG, value: INFO}").is_empty());
+}

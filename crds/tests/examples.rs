@@ -24,14 +24,11 @@ fn every_example_parses_and_passes_the_spec_checks() {
     );
     let mut failures = Vec::new();
     for file in &files {
-        let text = std::fs::read_to_string(file).unwrap();
-        let job: TrainingJob = match serde_saphyr::from_str(&text) {
+        // As the operator's `render` reads a manifest: schema, apiVersion, kind and spec rules.
+        let job = match ferrotune_crds::manifest::load(file) {
             Ok(job) => job,
             Err(e) => {
-                failures.push(format!(
-                    "{}: does not parse as a TrainingJob: {e}",
-                    file.display()
-                ));
+                failures.push(e.to_string());
                 continue;
             }
         };
@@ -42,9 +39,6 @@ fn every_example_parses_and_passes_the_spec_checks() {
                 file.display(),
                 job.metadata.name
             ));
-        }
-        for problem in job.spec.problems() {
-            failures.push(format!("{}: {problem}", file.display()));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

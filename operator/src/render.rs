@@ -8,20 +8,7 @@ use crate::desired::{self, AttemptParams};
 
 /// Reads a TrainingJob manifest, naming the file and the field on error.
 pub fn load(path: &Path) -> anyhow::Result<TrainingJob> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-    let job: TrainingJob = serde_saphyr::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not a TrainingJob: {e}", path.display()))?;
-    let problems = job.spec.problems();
-    if !problems.is_empty() {
-        let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
-        anyhow::bail!(
-            "{}: invalid TrainingJob:\n{}",
-            path.display(),
-            list.join("\n")
-        );
-    }
-    Ok(job)
+    Ok(ferrotune_crds::manifest::load(path)?)
 }
 
 /// The Service, ConfigMap and Job of the first attempt (or `attempt`), as YAML documents.

@@ -168,3 +168,34 @@ fn render_prints_every_example_and_rejects_a_bad_one_by_field() {
         assert!(err.contains(needle), "{needle} not in {err}");
     }
 }
+
+#[test]
+fn the_hf_token_reaches_the_pod_only_as_a_secret_reference() {
+    let mut tj = training_job();
+    tj.spec.training.model.path = None;
+    tj.spec.training.model.hub = Some("org/model".into());
+    tj.spec.storage.hf_token = Some(k8s_openapi::api::core::v1::SecretKeySelector {
+        name: "hf".into(),
+        key: "token".into(),
+        optional: None,
+    });
+    let env = desired::env(&tj, 1);
+    let tokens: Vec<_> = env.iter().filter(|e| e.name == "HF_TOKEN").collect();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].value, None, "no literal value");
+    let secret = tokens[0]
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("a secretKeyRef");
+    assert_eq!((secret.name.as_str(), secret.key.as_str()), ("hf", "token"));
+    // Nothing else the operator creates for the attempt carries the reference's target.
+    let a = desired::attempt(&tj, params(1));
+    let objects = [
+        serde_json::to_string(&a.service).unwrap(),
+        serde_json::to_string(&a.config).unwrap(),
+        serde_json::to_string(&a.job).unwrap(),
+    ]
+    .concat();
+    assert_eq!(objects.matches("secretKeyRef").count(), 1, "{objects}");
+}

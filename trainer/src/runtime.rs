@@ -1,5 +1,6 @@
 //! Process-wide settings a training process needs before it does any work: how candle and rayon
-//! share the cores, and how the heap keeps the large tensor buffers each step allocates.
+//! share the cores, how the heap keeps the large tensor buffers each step allocates, and that
+//! errors stay one line.
 
 /// Applies the settings. Values the user set in the environment are kept.
 ///
@@ -8,6 +9,18 @@
 pub unsafe fn configure() {
     configure_threads();
     keep_freed_buffers();
+    quiet_error_backtraces();
+}
+
+/// candle attaches a backtrace to each of its errors whenever RUST_BACKTRACE is set, and prints
+/// it as part of the message: a truncated model file would answer with dozens of stack frames
+/// after its one line. RUST_LIB_BACKTRACE=0 stops errors capturing backtraces while panics still
+/// print theirs under RUST_BACKTRACE.
+fn quiet_error_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: the caller of `configure` guarantees no other thread exists yet.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
 }
 
 /// candle runs large elementwise CPU ops on its own spinning thread pool beside rayon's, and

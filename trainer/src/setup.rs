@@ -36,8 +36,10 @@ pub fn load_base(config: &Config, local_rank: usize) -> anyhow::Result<Base> {
             Tokenizer::from_gguf(&content)
                 .with_context(|| format!("tokenizer of {}", path.display()))?
         }
-        ModelFiles::HfDir(dir) => Tokenizer::from_hf_dir(dir)
-            .with_context(|| format!("tokenizer of {}", dir.display()))?,
+        // Its errors name the tokenizer file at fault.
+        ModelFiles::HfDir(dir) => {
+            Tokenizer::from_hf_dir(dir).context("loading the model's tokenizer")?
+        }
     };
     if let Some(template) = &config.prompt.chat_template {
         tokenizer

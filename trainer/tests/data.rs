@@ -99,7 +99,7 @@ fn jsonl_errors_name_the_line_and_the_problem() {
     expect_error(
         "d.jsonl",
         &format!("{good}\n{{\"id\": 3, \"text\": \"x\", \"summary\": \"y\"}}\n"),
-        ", line 2: missing field `dialogue`; the row has: id, summary, text",
+        ", line 2: missing field `dialogue` (data.input_field); the row has: id, summary, text",
     );
     expect_error(
         "d.jsonl",
@@ -184,7 +184,7 @@ fn parquet_errors_name_the_column_or_row() {
     assert_eq!(
         err,
         format!(
-            "{}: missing column `text`; the file has: id, dialogue, summary",
+            "{}: missing column `text` (data.input_field); the file has: id, dialogue, summary",
             show("rows.parquet")
         )
     );

@@ -95,7 +95,11 @@ fn reference() -> (tempfile::TempDir, Vec<(u64, f64, f64)>) {
     run_to_end(&common::tiny_config(whole.path()));
     let losses = losses(whole.path());
     assert_eq!(losses.len(), STEPS as usize);
-    assert!(losses.iter().all(|(_, l, g)| l.is_finite() && g.is_finite()));
+    assert!(
+        losses
+            .iter()
+            .all(|(_, l, g)| l.is_finite() && g.is_finite())
+    );
     (whole, losses)
 }
 
@@ -163,7 +167,11 @@ fn random_kills_anywhere_lose_nothing() {
         );
     }
     run_to_end(&config);
-    assert_same_as(cut.path(), whole.path(), &format!("{kills} kills (seed {seed})"));
+    assert_same_as(
+        cut.path(),
+        whole.path(),
+        &format!("{kills} kills (seed {seed})"),
+    );
 }
 
 #[test]
@@ -173,10 +181,20 @@ fn sigint_and_sigterm_checkpoint_the_last_step_and_exit_130() {
         let cut = tempfile::tempdir().unwrap();
         let config = common::tiny_config(cut.path());
         let (status, took) = interrupt(&config, cut.path(), signal, after);
-        eprintln!("{signal}: exited {:.3} s after the signal", took.as_secs_f64());
-        assert_eq!(status.code(), Some(130), "{signal}: an interrupted run exits 130");
+        eprintln!(
+            "{signal}: exited {:.3} s after the signal",
+            took.as_secs_f64()
+        );
+        assert_eq!(
+            status.code(),
+            Some(130),
+            "{signal}: an interrupted run exits 130"
+        );
         // The operator gives a pod 120 s after SIGTERM; a step and a checkpoint take far less.
-        assert!(took < Duration::from_secs(30), "{signal}: took {took:?} to stop");
+        assert!(
+            took < Duration::from_secs(30),
+            "{signal}: took {took:?} to stop"
+        );
         assert_eq!(
             newest_step(cut.path()),
             logged(cut.path()),
@@ -299,12 +317,19 @@ fn a_full_disk_fails_clearly_and_keeps_the_previous_checkpoint() {
     let rc = std::fs::read_to_string(host.path().join("rc")).unwrap();
     let stderr = std::fs::read_to_string(host.path().join("stderr")).unwrap();
     assert_eq!(rc.trim(), "1", "a full disk is an error:\n{stderr}");
-    for needed in ["is full", "No space left on device", "older checkpoints are intact"] {
+    for needed in [
+        "is full",
+        "No space left on device",
+        "older checkpoints are intact",
+    ] {
         assert!(stderr.contains(needed), "no {needed:?} in:\n{stderr}");
     }
     assert!(!stderr.contains("panicked"), "{stderr}");
     let newest = checkpoint::newest(&after).unwrap().unwrap();
-    assert_eq!(newest.state.step, 4, "the previous checkpoint is the newest");
+    assert_eq!(
+        newest.state.step, 4,
+        "the previous checkpoint is the newest"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(&after)
         .unwrap()
         .map(|e| e.unwrap().file_name())

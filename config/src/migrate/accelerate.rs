@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use super::{Kind, LaunchShape, MigrateError, Report, as_bool, as_u64, bad, is_unset, put, show};
+use super::{
+    Kind, LaunchShape, MigrateError, Report, as_bool, as_u64, bad, count, is_unset, put, show,
+};
 
 /// Top-level keys of an accelerate config file, from accelerate's documentation.
 pub const KNOWN_KEYS: &[&str] = &[
@@ -450,7 +452,7 @@ fn map_deepspeed_config(
                 put(out, r, file, &k, "distributed.strategy", json!(s));
             }
             "gradient_accumulation_steps" if !is_unset(v) && show(v) != "auto" => {
-                let n = as_u64(v).ok_or_else(|| bad(file, &k, "must be a whole number"))?;
+                let n = count(v, file, &k)?;
                 put(
                     out,
                     r,

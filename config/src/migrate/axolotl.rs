@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use super::{Kind, MigrateError, Report, as_bool, as_f64, as_u64, bad, is_unset, put, set, show};
+use super::{Kind, MigrateError, Report, as_bool, as_f64, bad, count, is_unset, put, set, show};
 use crate::TargetModule;
 
 /// Top-level keys of an Axolotl config, from the config reference in Axolotl's documentation.
@@ -438,7 +438,7 @@ pub fn map(doc: &Value, file: &Path, r: &mut Report) -> Result<Mapped, MigrateEr
                 "GPTQ-quantised bases are not read; ferrotune quantises to NF4 itself (qlora)",
             ),
             "lora_r" if !is_unset(v) => {
-                let n = as_u64(v).ok_or_else(|| bad(file, k, "must be a whole number"))?;
+                let n = count(v, file, k)?;
                 put(&mut out, r, file, k, "lora.r", json!(n));
             }
             "lora_alpha" if !is_unset(v) => {
@@ -536,7 +536,7 @@ pub fn map(doc: &Value, file: &Path, r: &mut Report) -> Result<Mapped, MigrateEr
                 put(&mut out, r, file, k, "prompt.system", json!(show(v)));
             }
             "sequence_len" if !is_unset(v) => {
-                let n = as_u64(v).ok_or_else(|| bad(file, k, "must be a whole number"))?;
+                let n = count(v, file, k)?;
                 put(&mut out, r, file, k, "training.max_seq_length", json!(n));
             }
             "excess_length_strategy" if !is_unset(v) => match show(v).as_str() {
@@ -621,7 +621,7 @@ pub fn map(doc: &Value, file: &Path, r: &mut Report) -> Result<Mapped, MigrateEr
                 put(&mut out, r, file, k, &format!("training.{k}"), json!(f));
             }
             "seed" if !v.is_null() => {
-                let n = as_u64(v).ok_or_else(|| bad(file, k, "must be a whole number"))?;
+                let n = count(v, file, k)?;
                 put(&mut out, r, file, k, "training.seed", json!(n));
                 set(&mut out, "data.shuffle_seed", json!(n));
                 r.mapped.last_mut().expect("just pushed").to += " and data.shuffle_seed";
@@ -826,13 +826,7 @@ fn put_count(
     to: &str,
     v: &Value,
 ) -> Result<(), MigrateError> {
-    let n = as_u64(v).ok_or_else(|| {
-        bad(
-            file,
-            key,
-            format!("must be a whole number, got {}", show(v)),
-        )
-    })?;
+    let n = count(v, file, key)?;
     put(out, r, file, key, to, json!(n));
     Ok(())
 }

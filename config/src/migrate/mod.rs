@@ -385,10 +385,7 @@ pub fn read_doc(file: &Path) -> Result<Value, ConfigError> {
     })?;
     let value: Value = match serde_json::from_str(&text) {
         Ok(v) => v,
-        Err(_) => serde_saphyr::from_str(&text).map_err(|e| ConfigError::Syntax {
-            file: file.to_path_buf(),
-            message: e.to_string(),
-        })?,
+        Err(_) => crate::load::parse_yaml(&text, file)?,
     };
     Ok(if value.is_null() {
         Value::Object(Map::new())
@@ -422,7 +419,7 @@ pub fn migrate(req: &Request) -> Result<Migration, MigrateError> {
         if !doc.is_object() {
             return Err(ConfigError::Field {
                 file,
-                field: "(top level)".into(),
+                field: crate::load::TOP_LEVEL.into(),
                 message: "expected a mapping of keys to values".into(),
             }
             .into());
@@ -636,6 +633,17 @@ pub(crate) fn as_f64(v: &Value) -> Option<f64> {
 pub(crate) fn as_u64(v: &Value) -> Option<u64> {
     let f = as_f64(v)?;
     (f >= 0.0 && f.fract() == 0.0 && f < 1e18).then_some(f as u64)
+}
+
+/// [`as_u64`], or the error for `key` of `file` saying what it takes and what it got.
+pub(crate) fn count(v: &Value, file: &Path, key: &str) -> Result<u64, MigrateError> {
+    as_u64(v).ok_or_else(|| {
+        bad(
+            file,
+            key,
+            format!("must be a whole number >= 0, got {}", show(v)),
+        )
+    })
 }
 
 /// A boolean, also as the strings `true` / `false`.

@@ -37,12 +37,8 @@ pub fn split(config: &Config) -> Result<Split> {
     let data = &config.data;
     let read = |field: &str, written: &str| -> Result<Vec<Row>> {
         let path = expand(field, written)?;
-        Ok(read_rows(
-            &path,
-            data.format,
-            &data.input_field,
-            &data.target_field,
-        )?)
+        read_rows(&path, data.format, &data.input_field, &data.target_field)
+            .with_context(|| field.to_owned())
     };
     let train_rows = read("data.train", &data.train)?;
     let eval_rows = data

@@ -71,18 +71,22 @@ pub enum RowsError {
         found: &'static str,
     },
     /// A row without the configured field.
-    #[error("{}, {location}: missing field `{field}`; the row has: {}", path.display(), available.join(", "))]
+    #[error("{}, {location}: missing field `{field}` ({setting}); the row has: {}", path.display(), available.join(", "))]
     MissingField {
         path: PathBuf,
         location: Location,
         field: String,
+        /// The config key that names the field.
+        setting: &'static str,
         available: Vec<String>,
     },
     /// A Parquet file without the configured column.
-    #[error("{}: missing column `{field}`; the file has: {}", path.display(), available.join(", "))]
+    #[error("{}: missing column `{field}` ({setting}); the file has: {}", path.display(), available.join(", "))]
     MissingColumn {
         path: PathBuf,
         field: String,
+        /// The config key that names the column.
+        setting: &'static str,
         available: Vec<String>,
     },
     /// A field holding something other than text.
@@ -168,6 +172,15 @@ impl Fields<'_> {
         self.path.to_path_buf()
     }
 
+    /// The config key that names `field`.
+    fn setting(&self, field: &str) -> &'static str {
+        if field == self.input {
+            "data.input_field"
+        } else {
+            "data.target_field"
+        }
+    }
+
     /// A row from a JSON object.
     fn row_from_object(&self, value: &Value, location: Location) -> Result<Row, RowsError> {
         let Value::Object(object) = value else {
@@ -189,6 +202,7 @@ impl Fields<'_> {
                 path: self.path(),
                 location,
                 field: field.to_owned(),
+                setting: self.setting(field),
                 available: object.keys().cloned().collect(),
             }),
         };
@@ -297,6 +311,7 @@ fn read_parquet(fields: &Fields) -> Result<Vec<Row>, RowsError> {
             .ok_or_else(|| RowsError::MissingColumn {
                 path: fields.path(),
                 field: field.to_owned(),
+                setting: fields.setting(field),
                 available: names.clone(),
             })
     };

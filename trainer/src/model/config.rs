@@ -1,6 +1,7 @@
 //! The Llama architecture's hyper-parameters, read from a Hugging Face `config.json` (or built from
 //! GGUF metadata), and the rotary-embedding frequencies they imply (incl. Llama-3 scaling).
 
+use ferrotune_config::load;
 use serde::{Deserialize, Serialize};
 
 /// Llama-3 style frequency-dependent RoPE scaling.
@@ -83,7 +84,11 @@ fn default_max_pos() -> usize {
 impl LlamaConfig {
     /// Parses a Hugging Face `config.json`.
     pub fn from_hf_json(text: &str) -> anyhow::Result<Self> {
-        let hf: HfConfig = serde_json::from_str(text)?;
+        let value = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("invalid JSON: {e}"))?;
+        let hf: HfConfig = load::deserialize(value).map_err(|p| match p.field.as_str() {
+            load::TOP_LEVEL => anyhow::anyhow!("{}", p.message),
+            field => anyhow::anyhow!("field `{field}`: {}", p.message),
+        })?;
         anyhow::ensure!(
             hf.num_attention_heads > 0
                 && hf.hidden_size > 0

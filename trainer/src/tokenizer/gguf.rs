@@ -40,6 +40,15 @@ impl Tokenizer {
                 model: model.to_owned(),
             });
         }
+        if !content.metadata.contains_key("tokenizer.ggml.pre") {
+            return Err(gguf_error(
+                "tokenizer.ggml.pre",
+                format!(
+                    "is missing: it names the pre-tokenizer, one of {}",
+                    SUPPORTED_PRE.join(", ")
+                ),
+            ));
+        }
         let pre = meta.string("tokenizer.ggml.pre")?;
         let (pre_tokenizer, ignore_merges) = match pre {
             "smollm" => (

@@ -135,7 +135,8 @@ impl Tokenizer {
         stop_ids.extend(extra_stop_ids);
         let chat_template = chat_template
             .map(|source| ChatTemplate::new(source, &special))
-            .transpose()?;
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(Self {
             inner,
             special,

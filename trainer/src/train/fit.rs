@@ -243,9 +243,11 @@ pub fn fit(
         if !finite && t.nonfinite == NonFinitePolicy::Fail {
             bail!(
                 "step {}: the loss ({loss}) or gradient norm ({grad_norm}) is not finite; lower \
-                 training.learning_rate ({}) or set training.nonfinite: skip",
+                 training.learning_rate ({}) or, with adapters, lora.alpha ({}), or set training.nonfinite: skip \
+                 to skip such steps",
                 step + 1,
-                t.learning_rate()
+                t.learning_rate(),
+                config.lora.alpha
             );
         }
         if finite {

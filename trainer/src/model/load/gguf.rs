@@ -11,7 +11,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
 use ferrotune_config::TargetModule;
 
-use super::{LoadError, expected_tensors, missing_why};
+use super::{LoadError, candle_cause, expected_tensors, missing_why};
 use crate::model::config::LlamaConfig;
 use crate::model::params::ParamId;
 
@@ -31,8 +31,7 @@ pub(super) fn load(
 ) -> anyhow::Result<(LlamaConfig, HashMap<String, Tensor>)> {
     let mut reader =
         BufReader::new(File::open(path).with_context(|| format!("opening {}", path.display()))?);
-    let content = Content::read(&mut reader)
-        .with_context(|| format!("reading the GGUF header of {}", path.display()))?;
+    let content = Content::read(&mut reader).map_err(|e| header_error(path, e))?;
     let meta = Metadata {
         content: &content,
         file: path,
@@ -83,6 +82,16 @@ pub(super) fn load(
         tensors.insert(id.hf_name(), weight.to_device(device)?);
     }
     Ok((config, tensors))
+}
+
+/// Why a GGUF header could not be read: a file that ends early, or what candle says.
+fn header_error(path: &Path, e: candle_core::Error) -> anyhow::Error {
+    match candle_cause(&e) {
+        candle_core::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            LoadError::TruncatedGguf(path.to_path_buf()).into()
+        }
+        cause => anyhow::anyhow!("reading the GGUF header of {}: {cause}", path.display()),
+    }
 }
 
 /// The llama.cpp name of a weight.

@@ -125,6 +125,21 @@ pub enum LoadError {
         /// What is unsupported, and what is.
         what: String,
     },
+    /// A GGUF file that ends before its header does.
+    #[error(
+        "`{0}` ends inside its GGUF header: the file is truncated (an interrupted download?); fetch it again"
+    )]
+    TruncatedGguf(PathBuf),
+    /// A safetensors file whose header cannot be read.
+    #[error(
+        "`{file}` is not a valid safetensors file ({problem}): it is truncated or damaged; download or export it again"
+    )]
+    BadSafetensors {
+        /// The weights file.
+        file: PathBuf,
+        /// What the safetensors reader found wrong.
+        problem: String,
+    },
     /// A GGUF without a required metadata key.
     #[error("`{file}` has no metadata key `{key}` (or it has the wrong type: {expected})")]
     MissingMetadata {
@@ -220,6 +235,19 @@ pub fn load(source: &ModelSource, device: &Device) -> anyhow::Result<LoadedModel
         name: source.default_name(),
         files,
     })
+}
+
+/// The error inside candle's wrappers (backtrace, file path, context), to tell what went wrong
+/// with a file that the caller names itself.
+fn candle_cause(mut e: &candle_core::Error) -> &candle_core::Error {
+    loop {
+        e = match e {
+            candle_core::Error::WithBacktrace { inner, .. }
+            | candle_core::Error::WithPath { inner, .. }
+            | candle_core::Error::Context { inner, .. } => inner,
+            other => return other,
+        };
+    }
 }
 
 /// Every weight a Llama model of this config has, with its shape (`[out, in]` for projections),

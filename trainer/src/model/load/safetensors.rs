@@ -10,7 +10,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::{LoadError, expected_tensors, missing_why};
+use super::{LoadError, candle_cause, expected_tensors, missing_why};
 use crate::model::config::LlamaConfig;
 use crate::model::params::ParamId;
 
@@ -39,6 +39,18 @@ pub(super) fn load(
         tensors.insert(id.hf_name(), tensor);
     }
     Ok((config, tensors))
+}
+
+/// Why a safetensors header could not be read: a damaged file, or the reading itself.
+fn header_error(path: &Path, e: candle_core::Error) -> anyhow::Error {
+    match candle_cause(&e) {
+        candle_core::Error::SafeTensor(problem) => LoadError::BadSafetensors {
+            file: path.to_path_buf(),
+            problem: problem.to_string(),
+        }
+        .into(),
+        cause => anyhow::anyhow!("reading {}: {cause}", path.display()),
+    }
 }
 
 /// `model.safetensors.index.json`: which shard holds each tensor.
@@ -98,8 +110,8 @@ impl Checkpoint {
         let mut routing = HashMap::new();
         for path in paths {
             // SAFETY: the mapping is read-only and the checkpoint is not modified while it is loaded.
-            let st = unsafe { MmapedSafetensors::new(&path) }
-                .with_context(|| format!("reading the safetensors header of {}", path.display()))?;
+            let st =
+                unsafe { MmapedSafetensors::new(&path) }.map_err(|e| header_error(&path, e))?;
             for (name, _) in st.tensors() {
                 routing.insert(name, files.len());
             }
