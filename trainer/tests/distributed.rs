@@ -231,6 +231,10 @@ fn a_killed_rank_stops_every_rank_naming_it_and_the_rerun_resumes() {
         .unwrap();
     let out = launcher.wait_with_output().unwrap();
     let took = killed_at.elapsed();
+    eprintln!(
+        "every rank exited {:.2} s after rank 2 was killed",
+        took.as_secs_f64()
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the launcher fails");
     assert!(

@@ -340,3 +340,52 @@ fn a_full_disk_fails_clearly_and_keeps_the_previous_checkpoint() {
         "half-written checkpoints left: {leftovers:?}"
     );
 }
+
+#[test]
+fn non_finite_steps_are_skipped_counted_and_never_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::tiny_config(dir.path());
+    // An absurd adapter scale makes every loss overflow.
+    let out = train(&config)
+        .args([
+            "--set",
+            "lora.alpha=1e38",
+            "--set",
+            "training.learning_rate=0.5",
+        ])
+        .args([
+            "--set",
+            "training.warmup_steps=0",
+            "--set",
+            "training.nonfinite=skip",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "skipping is not failing:\n{stderr}");
+    let records: Vec<StepRecord> = read(&dir.path().join("out/metrics.jsonl")).unwrap();
+    assert_eq!(records.len(), STEPS as usize);
+    for r in &records {
+        let finite = r.loss.is_finite() && r.grad_norm.is_finite();
+        assert_eq!(r.skipped, !finite, "step {}", r.step);
+    }
+    let skipped = records.iter().filter(|r| r.skipped).count();
+    assert!(skipped > 0, "the scale made no step non-finite");
+    assert!(
+        stderr.contains(&format!("{skipped} of {STEPS} steps were skipped")),
+        "{stderr}"
+    );
+    let adapter = candle_core::safetensors::load(
+        dir.path()
+            .join("out/lora_adapters/adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    for (name, t) in adapter {
+        let values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(
+            values.iter().all(|v| v.is_finite()),
+            "{name} holds a non-finite value"
+        );
+    }
+}

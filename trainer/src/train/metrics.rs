@@ -16,11 +16,14 @@ pub struct StepRecord {
     pub step: u64,
     /// Fractional epoch reached.
     pub epoch: f64,
-    /// Mean loss over the step's target tokens (all ranks).
+    /// Mean loss over the step's target tokens (all ranks); NaN or infinite ones are written as
+    /// JSON `null` and read back as NaN.
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
     /// Learning rate used for this step.
     pub learning_rate: f64,
-    /// Global gradient norm before clipping.
+    /// Global gradient norm before clipping (`null` when not finite, as `loss`).
+    #[serde(deserialize_with = "nan_if_null")]
     pub grad_norm: f64,
     /// Tokens processed in the step (all ranks, padding excluded).
     pub tokens: u64,
@@ -34,6 +37,11 @@ pub struct StepRecord {
     /// The update was skipped because the loss or gradients were not finite.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
+}
+
+/// Reads a number that JSON wrote as `null` because it was not finite.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Appends step records, one JSON object per line, flushed as they come.

@@ -122,6 +122,17 @@ pub fn run(config: &Config, world: Option<&WorldEnv>) -> anyhow::Result<Finish> 
         progress::format_duration(std::time::Duration::from_secs_f64(outcome.seconds)),
         outcome.last_loss.map_or("-".into(), |l| format!("{l:.4}"))
     );
+    let skipped = metrics::read(&out.join("metrics.jsonl"))?
+        .iter()
+        .filter(|r| r.skipped)
+        .count();
+    if skipped > 0 {
+        tracing::warn!(
+            "{skipped} of {} steps were skipped (non-finite loss or gradients, training.nonfinite: \
+             skip); their updates were not applied",
+            outcome.steps
+        );
+    }
     if config.eval.after_training {
         let after = eval::evaluate(
             &model,
