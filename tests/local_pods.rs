@@ -269,7 +269,7 @@ fn a_rendered_two_node_job_of_two_processes_each_trains_like_one_process() {
     let shards: Vec<String> = std::fs::read_dir(runs.join("run/checkpoints/step-00000004"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("shard-"))
+        .filter(|n| n.starts_with("shard-") && n.ends_with(".safetensors"))
         .collect();
     assert_eq!(shards.len(), 4, "every rank wrote its part: {shards:?}");
 
