@@ -27,7 +27,7 @@ fn check(ok: bool, field: &str, message: impl Into<String>) -> Result<(), Proble
 }
 
 /// A number as the user would write it: `1e30` rather than thirty-one digits.
-fn show(value: f64) -> String {
+pub fn show(value: f64) -> String {
     let magnitude = value.abs();
     if magnitude >= 1e6 || (magnitude > 0.0 && magnitude < 1e-4) {
         format!("{value:e}")

@@ -3,11 +3,10 @@
 
 use anyhow::Context;
 use candle_core::Device;
-use candle_core::quantized::gguf_file;
 use ferrotune_config::Config;
 
 use crate::device;
-use crate::model::load::{LoadedModel, ModelFiles, ModelSource, load};
+use crate::model::load::{LoadedModel, ModelFiles, ModelSource, load, read_gguf_header};
 use crate::tokenizer::Tokenizer;
 
 /// The base model as loaded, ready to be adapted.
@@ -29,10 +28,7 @@ pub fn load_base(config: &Config, local_rank: usize) -> anyhow::Result<Base> {
     let model = load(&source, &device)?;
     let mut tokenizer = match &model.files {
         ModelFiles::Gguf(path) => {
-            let mut file =
-                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            let content = gguf_file::Content::read(&mut file)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let content = read_gguf_header(path)?;
             Tokenizer::from_gguf(&content)
                 .with_context(|| format!("tokenizer of {}", path.display()))?
         }

@@ -203,6 +203,28 @@ impl LlamaConfig {
             "head_dim ({}) must be even for RoPE",
             self.head_dim
         );
+        // Every weight's element count must fit in a usize: a damaged header must not overflow
+        // the shape arithmetic of the loaders and the model.
+        let h = self.hidden_size;
+        let elements = |rows: Option<usize>| rows.and_then(|r| r.checked_mul(h));
+        anyhow::ensure!(
+            [
+                Some(self.vocab_size),
+                Some(self.intermediate_size),
+                self.num_attention_heads.checked_mul(self.head_dim),
+                self.num_key_value_heads.checked_mul(self.head_dim),
+            ]
+            .into_iter()
+            .all(|rows| elements(rows).is_some()),
+            "the sizes overflow: vocab_size {}, intermediate_size {}, num_attention_heads {} and \
+             num_key_value_heads {} of head_dim {}, each times hidden_size {h}, must fit in {} bits",
+            self.vocab_size,
+            self.intermediate_size,
+            self.num_attention_heads,
+            self.num_key_value_heads,
+            self.head_dim,
+            usize::BITS
+        );
         Ok(())
     }
 

@@ -326,7 +326,10 @@ pub fn restore(
     for shard in &shards {
         for (key, t) in shard {
             if key == "step" {
-                step = Some(t.to_vec1::<i64>()?[0] as u64);
+                let count = t.to_vec1::<i64>().ok().and_then(|v| v.first().copied());
+                let count = count
+                    .with_context(|| format!("{}: `step` must hold one i64", dir.display()))?;
+                step = Some(count as u64);
                 continue;
             }
             let parsed = key
@@ -344,9 +347,11 @@ pub fn restore(
                     dir.display()
                 );
             };
-            let data = t.to_vec1::<f32>()?;
+            let data = t
+                .to_vec1::<f32>()
+                .with_context(|| format!("{}: {key} must be a 1-D f32 tensor", dir.display()))?;
             ensure!(
-                start + data.len() <= len,
+                start.checked_add(data.len()).is_some_and(|end| end <= len),
                 "{}: {key} runs past the {len} elements of {name}",
                 dir.display()
             );

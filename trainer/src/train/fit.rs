@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use ferrotune_config::progress::RunPhase;
+use ferrotune_config::validate::show;
 use ferrotune_config::{Config, NonFinitePolicy};
 
 use super::checkpoint::{self, TrainState};
@@ -246,8 +247,8 @@ pub fn fit(
                  training.learning_rate ({}) or, with adapters, lora.alpha ({}), or set training.nonfinite: skip \
                  to skip such steps",
                 step + 1,
-                t.learning_rate(),
-                config.lora.alpha
+                show(t.learning_rate()),
+                show(config.lora.alpha)
             );
         }
         if finite {

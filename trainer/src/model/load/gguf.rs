@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use anyhow::Context;
@@ -11,7 +11,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
 use ferrotune_config::TargetModule;
 
-use super::{LoadError, candle_cause, expected_tensors, missing_why};
+use super::{LoadError, candle_cause, check_block_count, expected_tensors, missing_why};
 use crate::model::config::LlamaConfig;
 use crate::model::params::ParamId;
 
@@ -31,7 +31,7 @@ pub(super) fn load(
 ) -> anyhow::Result<(LlamaConfig, HashMap<String, Tensor>)> {
     let mut reader =
         BufReader::new(File::open(path).with_context(|| format!("opening {}", path.display()))?);
-    let content = Content::read(&mut reader).map_err(|e| header_error(path, e))?;
+    let content = read_content(&mut reader, path)?;
     let meta = Metadata {
         content: &content,
         file: path,
@@ -46,6 +46,12 @@ pub(super) fn load(
         }
         .into());
     }
+    check_block_count(
+        &config,
+        content.tensor_infos.len(),
+        path,
+        "llama.block_count",
+    )?;
     let mut tensors = HashMap::new();
     for (id, expected) in expected_tensors(&config) {
         let name = gguf_name(id);
@@ -82,6 +88,125 @@ pub(super) fn load(
         tensors.insert(id.hf_name(), weight.to_device(device)?);
     }
     Ok((config, tensors))
+}
+
+/// Reads the header (metadata and tensor infos) of the GGUF file at `path`.
+pub fn read_header(path: &Path) -> anyhow::Result<Content> {
+    let mut reader =
+        BufReader::new(File::open(path).with_context(|| format!("opening {}", path.display()))?);
+    read_content(&mut reader, path)
+}
+
+/// `Content::read`, with the header checks candle 0.11 lacks done first.
+fn read_content<R: Read + Seek>(reader: &mut R, path: &Path) -> anyhow::Result<Content> {
+    let bad = |problem: &str| LoadError::BadGguf {
+        file: path.to_path_buf(),
+        problem: problem.to_string(),
+    };
+    // candle divides by `general.alignment` unchecked: 0 would panic.
+    if zero_alignment(reader) {
+        return Err(bad("general.alignment is 0; it must be positive, a multiple of 8").into());
+    }
+    reader.rewind()?;
+    Content::read(reader).map_err(|e| header_error(path, e))
+}
+
+/// Whether the metadata sets `general.alignment` to an integer 0 (its last entry wins, as in
+/// candle's map). Walks the key/value list only, skipping values unread; a header that ends early
+/// or is otherwise malformed answers false, for `Content::read` to reject.
+fn zero_alignment(reader: &mut impl Read) -> bool {
+    const KEY: &[u8] = b"general.alignment";
+    fn walk(reader: &mut impl Read) -> std::io::Result<bool> {
+        let mut h = HeaderWalk {
+            r: reader,
+            v1: false,
+        };
+        let _magic = h.u32()?;
+        h.v1 = h.u32()? == 1;
+        let _tensors = h.len()?;
+        let mut zero = false;
+        for _ in 0..h.len()? {
+            let key_len = h.len()?;
+            let is_alignment = if key_len == KEY.len() as u64 {
+                let mut key = [0; KEY.len()];
+                h.r.read_exact(&mut key)?;
+                key == KEY
+            } else {
+                h.skip(key_len)?;
+                false
+            };
+            let kind = h.u32()?;
+            match (is_alignment, kind) {
+                // u8, i8, u16, i16, u32, i32: the integer types candle takes the alignment from.
+                (true, 0..=5) => {
+                    let mut value = [0; 4];
+                    h.r.read_exact(&mut value[..[1, 1, 2, 2, 4, 4][kind as usize]])?;
+                    zero = value == [0; 4];
+                }
+                _ => {
+                    zero &= !is_alignment;
+                    h.skip_value(kind, 0)?;
+                }
+            }
+        }
+        Ok(zero)
+    }
+    walk(reader).unwrap_or(false)
+}
+
+/// A reader over a GGUF header's fields (lengths are u32 in version 1, u64 after).
+struct HeaderWalk<'a, R> {
+    r: &'a mut R,
+    v1: bool,
+}
+
+impl<R: Read> HeaderWalk<'_, R> {
+    fn u32(&mut self) -> std::io::Result<u32> {
+        let mut b = [0; 4];
+        self.r.read_exact(&mut b).map(|()| u32::from_le_bytes(b))
+    }
+
+    fn len(&mut self) -> std::io::Result<u64> {
+        if self.v1 {
+            return self.u32().map(u64::from);
+        }
+        let mut b = [0; 8];
+        self.r.read_exact(&mut b).map(|()| u64::from_le_bytes(b))
+    }
+
+    fn skip(&mut self, n: u64) -> std::io::Result<()> {
+        match std::io::copy(&mut self.r.take(n), &mut std::io::sink())? {
+            done if done == n => Ok(()),
+            _ => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+
+    /// Skips a value of GGUF type `kind` (the spec's numbering) nested `depth` arrays deep.
+    fn skip_value(&mut self, kind: u32, depth: usize) -> std::io::Result<()> {
+        // candle's nesting limit, which also bounds the recursion.
+        if depth > 64 {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
+        match kind {
+            0 | 1 | 7 => self.skip(1),
+            2 | 3 => self.skip(2),
+            4..=6 => self.skip(4),
+            10..=12 => self.skip(8),
+            8 => {
+                let n = self.len()?;
+                self.skip(n)
+            }
+            9 => {
+                let elem = self.u32()?;
+                // Every element takes at least a byte, so a huge count ends at the end of the file.
+                for _ in 0..self.len()? {
+                    self.skip_value(elem, depth + 1)?;
+                }
+                Ok(())
+            }
+            _ => Err(std::io::ErrorKind::InvalidData.into()),
+        }
+    }
 }
 
 /// Why a GGUF header could not be read: a file that ends early, or what candle says.

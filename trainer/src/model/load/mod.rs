@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use ferrotune_config::{ModelConfig, TargetModule};
 
+pub use gguf::read_header as read_gguf_header;
+
 use super::config::LlamaConfig;
 use super::params::ParamId;
 
@@ -130,6 +132,16 @@ pub enum LoadError {
         "`{0}` ends inside its GGUF header: the file is truncated (an interrupted download?); fetch it again"
     )]
     TruncatedGguf(PathBuf),
+    /// A GGUF header that breaks the format's rules.
+    #[error(
+        "`{file}` is not a valid GGUF file ({problem}): it is damaged; download or convert it again"
+    )]
+    BadGguf {
+        /// The GGUF file.
+        file: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A safetensors file whose header cannot be read.
     #[error(
         "`{file}` is not a valid safetensors file ({problem}): it is truncated or damaged; download or export it again"
@@ -139,6 +151,20 @@ pub enum LoadError {
         file: PathBuf,
         /// What the safetensors reader found wrong.
         problem: String,
+    },
+    /// A block count larger than the weights file could hold.
+    #[error(
+        "`{file}`: {key} is {blocks}, but the weights hold only {tensors} tensors, nine per block"
+    )]
+    TooManyBlocks {
+        /// The file that gives the count (the GGUF, or config.json).
+        file: PathBuf,
+        /// The field: `llama.block_count` or `num_hidden_layers`.
+        key: &'static str,
+        /// The count given.
+        blocks: usize,
+        /// Tensors in the weights file(s).
+        tensors: usize,
     },
     /// A GGUF without a required metadata key.
     #[error("`{file}` has no metadata key `{key}` (or it has the wrong type: {expected})")]
@@ -248,6 +274,26 @@ fn candle_cause(mut e: &candle_core::Error) -> &candle_core::Error {
             other => return other,
         };
     }
+}
+
+/// Rejects a block count above the number of weights at hand, before [`expected_tensors`] lists
+/// every block's: a damaged count must not allocate per block. (A count the weights merely fall
+/// short of is reported as the first missing tensor.)
+fn check_block_count(
+    config: &LlamaConfig,
+    tensors: usize,
+    file: &Path,
+    key: &'static str,
+) -> Result<(), LoadError> {
+    if config.num_hidden_layers > tensors {
+        return Err(LoadError::TooManyBlocks {
+            file: file.to_path_buf(),
+            key,
+            blocks: config.num_hidden_layers,
+            tensors,
+        });
+    }
+    Ok(())
 }
 
 /// Every weight a Llama model of this config has, with its shape (`[out, in]` for projections),

@@ -10,7 +10,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::{LoadError, candle_cause, expected_tensors, missing_why};
+use super::{LoadError, candle_cause, check_block_count, expected_tensors, missing_why};
 use crate::model::config::LlamaConfig;
 use crate::model::params::ParamId;
 
@@ -33,6 +33,12 @@ pub(super) fn load(
     let config =
         LlamaConfig::from_hf_json(&text).with_context(|| format!("{}", config_path.display()))?;
     let checkpoint = Checkpoint::open(dir)?;
+    check_block_count(
+        &config,
+        checkpoint.routing.len(),
+        &config_path,
+        "num_hidden_layers",
+    )?;
     let mut tensors = HashMap::new();
     for (id, expected) in expected_tensors(&config) {
         let tensor = checkpoint.tensor(id, &expected)?.to_device(device)?;
