@@ -78,7 +78,7 @@ pub fn fit(
     let total = t.max_steps.unwrap_or(steps_per_epoch * u64::from(t.epochs));
     let warmup = t.warmup_steps(total);
     let strategy = config.distributed.strategy;
-    let mut grads = FlatGrads::for_model(model)?;
+    let mut grads = FlatGrads::for_model(model, Partition::on_device(strategy, model))?;
     let bucket_bytes = (config.distributed.bucket_size_mb * 1024.0 * 1024.0) as usize;
     let mut part = Partition::new(
         model,
@@ -187,7 +187,7 @@ pub fn fit(
             .map(|&i| samples[i].target().len())
             .sum();
         let tick = Instant::now();
-        grads.zero();
+        grads.zero()?;
         let mine = layout.micro_batches(order, in_epoch, rank);
         // ZeRO-3 ranks gather together, so all run as many micro-batches as the busiest one.
         let rounds = (0..world)
@@ -291,7 +291,13 @@ pub fn fit(
         }
         last_loss = Some(loss);
         if (t.save_steps > 0 && state.step.is_multiple_of(t.save_steps)) || state.step == total {
-            checkpoint::save(&ckpt_root, &state, &part.pieces(), comm, t.save_total_limit)?;
+            checkpoint::save(
+                &ckpt_root,
+                &state,
+                &part.pieces()?,
+                comm,
+                t.save_total_limit,
+            )?;
             if let Some(r) = &mut reporter {
                 r.checkpoint(state.step);
             }
@@ -305,7 +311,13 @@ pub fn fit(
     }
     let finish = if state.step < total {
         if saved_step < state.step {
-            checkpoint::save(&ckpt_root, &state, &part.pieces(), comm, t.save_total_limit)?;
+            checkpoint::save(
+                &ckpt_root,
+                &state,
+                &part.pieces()?,
+                comm,
+                t.save_total_limit,
+            )?;
         }
         if leader {
             tracing::warn!(

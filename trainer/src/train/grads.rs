@@ -1,11 +1,14 @@
 //! The trainable parameters' layout and their accumulated gradients as one flat f32 buffer:
-//! what a backward pass fills and the reduction across ranks (bucketed or sharded) reads.
+//! what a backward pass fills and the reduction across ranks (bucketed or sharded) reads. The
+//! buffer is in host memory, or on the model's GPU when the optimizer steps there.
 
 use std::collections::HashMap;
 
 use anyhow::{Context, ensure};
 use candle_core::{DType, Tensor};
 
+use super::flat::Flat;
+use crate::kernels;
 use crate::model::grads::GradSink;
 use crate::model::llama::Llama;
 use crate::model::params::ParamId;
@@ -36,15 +39,16 @@ pub struct FlatGrads {
     entries: Vec<Entry>,
     index: HashMap<ParamId, usize>,
     /// The gradients.
-    pub grads: Vec<f32>,
-    /// Gradients summed on a GPU and not yet added into `grads` ([`FlatGrads::settle`]), per
-    /// entry: the device keeps the micro-batches' sums, the host gets one copy per step.
+    pub grads: Flat,
+    /// Gradients summed on a GPU and not yet added into a host `grads` ([`FlatGrads::settle`]),
+    /// per entry: the device keeps the micro-batches' sums, the host gets one copy per step.
     pending: Vec<Option<Tensor>>,
 }
 
 impl FlatGrads {
-    /// A zeroed buffer for the model's trainable parameters, in [`Llama::trainable`] order.
-    pub fn for_model(model: &Llama) -> anyhow::Result<Self> {
+    /// A zeroed buffer for the model's trainable parameters, in [`Llama::trainable`] order: on the
+    /// model's device with `on_device`, else in host memory.
+    pub fn for_model(model: &Llama, on_device: bool) -> anyhow::Result<Self> {
         let mut entries = Vec::new();
         let mut offset = 0;
         for id in model.trainable() {
@@ -59,11 +63,16 @@ impl FlatGrads {
             offset += len;
         }
         let index = entries.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
+        let device = if on_device {
+            model.device().clone()
+        } else {
+            candle_core::Device::Cpu
+        };
         Ok(Self {
             pending: vec![None; entries.len()],
             entries,
             index,
-            grads: vec![0.0; offset],
+            grads: Flat::zeros(offset, &device)?,
         })
     }
 
@@ -87,15 +96,15 @@ impl FlatGrads {
         self.grads.is_empty()
     }
 
-    /// The gradient of `id`.
+    /// The gradient of `id`, if the buffer is in host memory.
     pub fn of(&self, id: ParamId) -> Option<&[f32]> {
-        self.entry(id).map(|e| &self.grads[e.range()])
+        Some(&self.grads.host()?[self.entry(id)?.range()])
     }
 
     /// Sets all gradients to zero.
-    pub fn zero(&mut self) {
-        self.grads.fill(0.0);
+    pub fn zero(&mut self) -> anyhow::Result<()> {
         self.pending.fill(None);
+        self.grads.zero()
     }
 
     /// Adds the gradients still on a GPU into the flat buffer, in one copy.
@@ -109,15 +118,16 @@ impl FlatGrads {
         if parts.is_empty() {
             return Ok(());
         }
+        let grads = self
+            .grads
+            .host_mut()
+            .context("pending GPU gradients, but the flat buffer is not in host memory")?;
         let data = Tensor::cat(&parts, 0)?.to_vec1::<f32>()?;
         let mut offset = 0;
         for i in at {
             let range = self.entries[i].range();
             let len = range.len();
-            for (g, d) in self.grads[range]
-                .iter_mut()
-                .zip(&data[offset..offset + len])
-            {
+            for (g, d) in grads[range].iter_mut().zip(&data[offset..offset + len]) {
                 *g += d;
             }
             offset += len;
@@ -139,6 +149,10 @@ impl GradSink for FlatGrads {
             grad.elem_count(),
             range.len()
         );
+        let grads = match &mut self.grads {
+            Flat::Device(flat) => return Ok(kernels::accumulate(flat, range.start, &grad)?),
+            Flat::Host(grads) => grads,
+        };
         let grad = grad.to_dtype(DType::F32)?.flatten_all()?;
         if !grad.device().is_cpu() {
             self.pending[i] = Some(match self.pending[i].take() {
@@ -148,7 +162,7 @@ impl GradSink for FlatGrads {
             return Ok(());
         }
         let data = grad.to_vec1::<f32>()?;
-        for (g, d) in self.grads[range].iter_mut().zip(&data) {
+        for (g, d) in grads[range].iter_mut().zip(&data) {
             *g += d;
         }
         Ok(())

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod fit;
+pub mod flat;
 pub mod grads;
 pub mod metrics;
 pub mod optim;

@@ -2,7 +2,8 @@
 //!
 //! Trainable parameters, their gradients and the optimizer state are flat `f32` buffers; each
 //! parameter is a [`Segment`] of the buffer. An [`AdamW`] owns the state of one contiguous range of
-//! the buffer: the whole of it, or one rank's shard under ZeRO.
+//! the buffer: the whole of it, or one rank's shard under ZeRO. The state lives in host memory, or
+//! (DDP on a GPU) on the device, where `kernels::adamw` runs the same update.
 //!
 //! One step, per element, in torch's order and f32 rounding:
 //! ```text
@@ -18,9 +19,14 @@
 
 use std::ops::Range;
 
+use anyhow::bail;
+use candle_core::{Device, Tensor};
 use ferrotune_config::TrainingConfig;
 use rayon::prelude::*;
 use thiserror::Error;
+
+use super::flat::Flat;
+use crate::kernels::{self, AdamWStep};
 
 /// Elements updated by one rayon task.
 const CHUNK: usize = 1 << 15;
@@ -99,6 +105,9 @@ pub enum OptimError {
         gap: Range<usize>,
         range: Range<usize>,
     },
+    /// Host slices were passed to an optimizer whose state is on a GPU.
+    #[error("the optimizer state is on a GPU: step it with device buffers (AdamW::step_on_device)")]
+    OnDevice,
 }
 
 /// AdamW with its state for one contiguous range of the flat parameter buffer.
@@ -107,12 +116,12 @@ pub struct AdamW {
     config: AdamWConfig,
     range: Range<usize>,
     step: u64,
-    exp_avg: Vec<f32>,
-    exp_avg_sq: Vec<f32>,
+    exp_avg: Flat,
+    exp_avg_sq: Flat,
 }
 
 impl AdamW {
-    /// A fresh optimizer for a whole buffer of `n` elements.
+    /// A fresh optimizer for a whole buffer of `n` elements, in host memory.
     pub fn new(config: AdamWConfig, n: usize) -> Self {
         Self::for_range(config, 0..n)
     }
@@ -124,12 +133,12 @@ impl AdamW {
             config,
             range,
             step: 0,
-            exp_avg: vec![0.0; n],
-            exp_avg_sq: vec![0.0; n],
+            exp_avg: Flat::Host(vec![0.0; n]),
+            exp_avg_sq: Flat::Host(vec![0.0; n]),
         }
     }
 
-    /// Restores an optimizer from a checkpointed state for `range`.
+    /// Restores an optimizer from a checkpointed state for `range`, in host memory.
     pub fn from_state(
         config: AdamWConfig,
         range: Range<usize>,
@@ -139,21 +148,35 @@ impl AdamW {
             config,
             range,
             step: state.step,
-            exp_avg: state.exp_avg,
-            exp_avg_sq: state.exp_avg_sq,
+            exp_avg: Flat::Host(state.exp_avg),
+            exp_avg_sq: Flat::Host(state.exp_avg_sq),
         };
         optimizer.check_len("exp_avg", optimizer.exp_avg.len())?;
         optimizer.check_len("exp_avg_sq", optimizer.exp_avg_sq.len())?;
         Ok(optimizer)
     }
 
-    /// A copy of the state, for a checkpoint.
-    pub fn state(&self) -> AdamWState {
-        AdamWState {
+    /// The optimizer with its moments moved to `device` (host memory for the CPU).
+    pub fn on(self, device: &Device) -> anyhow::Result<Self> {
+        let place = |f: Flat| match f {
+            Flat::Host(v) => Flat::from_host(v, device),
+            on_device => Ok(on_device),
+        };
+        Ok(Self {
+            exp_avg: place(self.exp_avg)?,
+            exp_avg_sq: place(self.exp_avg_sq)?,
+            ..self
+        })
+    }
+
+    /// A host copy of the state, for a checkpoint.
+    pub fn state(&self) -> anyhow::Result<AdamWState> {
+        let n = self.range.len();
+        Ok(AdamWState {
             step: self.step,
-            exp_avg: self.exp_avg.clone(),
-            exp_avg_sq: self.exp_avg_sq.clone(),
-        }
+            exp_avg: self.exp_avg.to_vec(0..n)?,
+            exp_avg_sq: self.exp_avg_sq.to_vec(0..n)?,
+        })
     }
 
     /// The elements of the flat buffer this optimizer updates.
@@ -171,7 +194,7 @@ impl AdamW {
         &self.config
     }
 
-    /// One AdamW step with learning rate `lr`.
+    /// One AdamW step with learning rate `lr`, in host memory.
     ///
     /// `params` and `grads` hold exactly this optimizer's range. `segments` describe the whole
     /// flat buffer, in order and without overlap; those that meet the range must cover it.
@@ -183,15 +206,65 @@ impl AdamW {
         segments: &[Segment],
         lr: f64,
     ) -> Result<(), OptimError> {
+        self.step_scaled(params, grads, segments, lr, 1.0)
+    }
+
+    /// One AdamW step, in place on the GPU, of the device buffers `params` and `grads` (flat
+    /// f32, exactly this optimizer's range) with learning rate `lr` and the gradients multiplied
+    /// by `grad_scale`. The moments must be on the same GPU ([`AdamW::on`]). Computes what
+    /// [`AdamW::step_scaled`] computes, bit for bit.
+    pub fn step_on_device(
+        &mut self,
+        params: &Tensor,
+        grads: &Tensor,
+        segments: &[Segment],
+        lr: f64,
+        grad_scale: f32,
+    ) -> anyhow::Result<()> {
+        let (Flat::Device(m), Flat::Device(v)) = (&self.exp_avg, &self.exp_avg_sq) else {
+            bail!("the optimizer state is in host memory, the parameters on a GPU");
+        };
+        self.check_len("params", params.elem_count())?;
+        self.check_len("grads", grads.elem_count())?;
+        let pieces = self.pieces(segments)?;
+        self.step += 1;
+        let scalars = scalars(&self.config, self.step, lr, grad_scale);
+        // One launch per run of adjacent pieces with the same decay.
+        let mut runs: Vec<(Range<usize>, bool)> = Vec::new();
+        for (piece, decay) in pieces {
+            match runs.last_mut() {
+                Some((run, d)) if *d == decay && run.end == piece.start => run.end = piece.end,
+                _ => runs.push((piece, decay)),
+            }
+        }
+        for (run, decay) in runs {
+            kernels::adamw(params, grads, m, v, run, &with_decay(&scalars, decay))?;
+        }
+        Ok(())
+    }
+
+    /// [`AdamW::step`] with the gradients multiplied by `grad_scale` first (the clipping
+    /// coefficient), fused into the update.
+    pub fn step_scaled(
+        &mut self,
+        params: &mut [f32],
+        grads: &[f32],
+        segments: &[Segment],
+        lr: f64,
+        grad_scale: f32,
+    ) -> Result<(), OptimError> {
         self.check_len("params", params.len())?;
         self.check_len("grads", grads.len())?;
         let pieces = self.pieces(segments)?;
+        let (Flat::Host(m), Flat::Host(v)) = (&mut self.exp_avg, &mut self.exp_avg_sq) else {
+            return Err(OptimError::OnDevice);
+        };
         self.step += 1;
-        let scalars = Scalars::new(&self.config, self.step, lr);
+        let scalars = scalars(&self.config, self.step, lr, grad_scale);
 
         let mut tasks = Vec::new();
         let (mut p, mut g) = (params, grads);
-        let (mut m, mut v) = (self.exp_avg.as_mut_slice(), self.exp_avg_sq.as_mut_slice());
+        let (mut m, mut v) = (m.as_mut_slice(), v.as_mut_slice());
         for (piece, decay) in pieces {
             let mut left = piece.len();
             while left > 0 {
@@ -207,7 +280,7 @@ impl AdamW {
         }
         tasks
             .into_par_iter()
-            .for_each(|(p, g, m, v, decay)| scalars.update(p, g, m, v, decay));
+            .for_each(|(p, g, m, v, decay)| update(&with_decay(&scalars, decay), p, g, m, v));
         Ok(())
     }
 
@@ -262,64 +335,59 @@ impl AdamW {
     }
 }
 
-/// A step's scalars, rounded to f32 as torch rounds Python floats.
-struct Scalars {
-    /// `1 − lr·wd` (exactly 1 without weight decay).
-    decay_factor: f32,
-    /// `1 − β1`, the lerp weight.
-    lerp_weight: f32,
-    beta2: f32,
-    one_minus_beta2: f32,
-    bias_correction2_sqrt: f32,
-    eps: f32,
-    /// `−lr / (1 − β1^t)`.
-    neg_step_size: f32,
+/// A step's scalars, rounded to f32 as torch rounds Python floats (the decay factor for
+/// segments with weight decay).
+fn scalars(config: &AdamWConfig, step: u64, lr: f64, grad_scale: f32) -> AdamWStep {
+    let step = step as f64;
+    let bias_correction1 = 1.0 - config.beta1.powf(step);
+    let bias_correction2 = 1.0 - config.beta2.powf(step);
+    AdamWStep {
+        grad_scale,
+        decay_factor: (1.0 - lr * config.weight_decay) as f32,
+        lerp_weight: (1.0 - config.beta1) as f32,
+        beta2: config.beta2 as f32,
+        one_minus_beta2: (1.0 - config.beta2) as f32,
+        // Python's `** 0.5`, not sqrt: the same bits as torch's scalar.
+        bias_correction2_sqrt: bias_correction2.powf(0.5) as f32,
+        eps: config.eps as f32,
+        neg_step_size: (-(lr / bias_correction1)) as f32,
+    }
 }
 
-impl Scalars {
-    fn new(config: &AdamWConfig, step: u64, lr: f64) -> Self {
-        let step = step as f64;
-        let bias_correction1 = 1.0 - config.beta1.powf(step);
-        let bias_correction2 = 1.0 - config.beta2.powf(step);
-        Self {
-            decay_factor: (1.0 - lr * config.weight_decay) as f32,
-            lerp_weight: (1.0 - config.beta1) as f32,
-            beta2: config.beta2 as f32,
-            one_minus_beta2: (1.0 - config.beta2) as f32,
-            // Python's `** 0.5`, not sqrt: the same bits as torch's scalar.
-            bias_correction2_sqrt: bias_correction2.powf(0.5) as f32,
-            eps: config.eps as f32,
-            neg_step_size: (-(lr / bias_correction1)) as f32,
-        }
+/// The scalars for a segment with or without weight decay: multiplying by exactly 1 leaves a
+/// parameter unchanged, as torch's skipped decay does.
+fn with_decay(s: &AdamWStep, decay: bool) -> AdamWStep {
+    AdamWStep {
+        decay_factor: if decay { s.decay_factor } else { 1.0 },
+        ..*s
     }
+}
 
-    fn update(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], decay: bool) {
-        // Multiplying by exactly 1 leaves a parameter unchanged, as torch's skipped decay does.
-        let factor = if decay { self.decay_factor } else { 1.0 };
-        let w = self.lerp_weight;
-        if w < 0.5 {
-            self.update_with(p, g, m, v, factor, |m, g| m + w * (g - m));
-        } else {
-            let keep = 1.0 - w;
-            self.update_with(p, g, m, v, factor, |m, g| g - (g - m) * keep);
-        }
+/// The update of one chunk in host memory.
+fn update(s: &AdamWStep, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    let w = s.lerp_weight;
+    if w < 0.5 {
+        update_with(s, p, g, m, v, |m, g| m + w * (g - m));
+    } else {
+        let keep = 1.0 - w;
+        update_with(s, p, g, m, v, |m, g| g - (g - m) * keep);
     }
+}
 
-    fn update_with(
-        &self,
-        p: &mut [f32],
-        g: &[f32],
-        m: &mut [f32],
-        v: &mut [f32],
-        factor: f32,
-        lerp: impl Fn(f32, f32) -> f32,
-    ) {
-        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            *p *= factor;
-            *m = lerp(*m, g);
-            *v = *v * self.beta2 + self.one_minus_beta2 * g * g;
-            let denom = v.sqrt() / self.bias_correction2_sqrt + self.eps;
-            *p += self.neg_step_size * *m / denom;
-        }
+fn update_with(
+    s: &AdamWStep,
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    lerp: impl Fn(f32, f32) -> f32,
+) {
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = g * s.grad_scale;
+        *p *= s.decay_factor;
+        *m = lerp(*m, g);
+        *v = *v * s.beta2 + s.one_minus_beta2 * g * g;
+        let denom = v.sqrt() / s.bias_correction2_sqrt + s.eps;
+        *p += s.neg_step_size * *m / denom;
     }
 }

@@ -7,16 +7,20 @@
 //! Under ZeRO-3 there is one unit per block plus one for the embedding, final norm and head,
 //! each holding its frozen tensors' shards too; the model keeps no weights and [`Gathering`]
 //! all-gathers a unit just before the pass uses it.
+//!
+//! Under DDP on a GPU the master values, gradients and moments stay on the device
+//! ([`Partition::on_device`]): the step runs there and copies nothing to the host, except to
+//! all-reduce across ranks and to write a checkpoint.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 use anyhow::{Context, bail, ensure};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use ferrotune_config::{Strategy, TargetModule};
 
-use super::clip::{scale, sum_of_squares};
+use super::flat::Flat;
 use super::grads::FlatGrads;
 use super::optim::{AdamW, AdamWConfig, AdamWState, Segment};
 use super::shard::ShardLayout;
@@ -38,32 +42,51 @@ struct Unit {
     /// Layout of the trainable ones alone: the same offsets, a shorter shard.
     train_layout: ShardLayout,
     /// This rank's chunks.
-    shard: Vec<f32>,
+    shard: Flat,
     adam: AdamW,
     segments: Vec<Segment>,
 }
 
 impl Unit {
+    /// The unit of `ids` (the first `trainable` of them trainable) for `rank` of `world`, its
+    /// state in host memory, or with `on_device` (one whole, trainable unit) on the model's GPU.
     fn new(
         model: &Llama,
         ids: Vec<ParamId>,
         trainable: usize,
         (rank, world): (usize, usize),
         adam: AdamWConfig,
+        on_device: bool,
     ) -> anyhow::Result<Self> {
-        let mut shapes = Vec::with_capacity(ids.len());
-        let mut values = Vec::with_capacity(ids.len());
-        for &id in &ids {
-            let t = model.param(id)?;
-            shapes.push(t.dims().to_vec());
-            values.push(flat(&t)?);
-        }
-        let layout = ShardLayout::new(values.iter().map(Vec::len), rank, world);
-        let train_layout = ShardLayout::new(values[..trainable].iter().map(Vec::len), rank, world);
-        let mut shard = vec![0.0; layout.shard_len()];
-        for (i, v) in values.iter().enumerate() {
-            layout.take(i, v, &mut shard);
-        }
+        let shapes: Vec<Vec<usize>> = ids
+            .iter()
+            .map(|&id| Ok(model.param(id)?.dims().to_vec()))
+            .collect::<anyhow::Result<_>>()?;
+        let lens = || shapes.iter().map(|s| s.iter().product::<usize>());
+        let layout = ShardLayout::new(lens(), rank, world);
+        let train_layout = ShardLayout::new(lens().take(trainable), rank, world);
+        let (shard, device) = if on_device {
+            ensure!(
+                world == 1 && trainable == ids.len(),
+                "only a whole, trainable unit stays on the GPU"
+            );
+            let values = ids
+                .iter()
+                .map(|&id| Ok(model.param(id)?.to_dtype(DType::F32)?.flatten_all()?))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let all = if values.is_empty() {
+                Tensor::zeros(0, DType::F32, model.device())?
+            } else {
+                Tensor::cat(&values, 0)?
+            };
+            (Flat::Device(all), model.device().clone())
+        } else {
+            let mut shard = vec![0.0; layout.shard_len()];
+            for (i, &id) in ids.iter().enumerate() {
+                layout.take(i, &flat(&model.param(id)?)?, &mut shard);
+            }
+            (Flat::Host(shard), Device::Cpu)
+        };
         let segments = (0..trainable)
             .map(|i| Segment {
                 offset: train_layout.offset(i),
@@ -72,7 +95,7 @@ impl Unit {
             })
             .collect();
         Ok(Self {
-            adam: AdamW::new(adam, train_layout.shard_len()),
+            adam: AdamW::new(adam, train_layout.shard_len()).on(&device)?,
             ids,
             shapes,
             trainable,
@@ -87,16 +110,29 @@ impl Unit {
         self.train_layout.shard_len()
     }
 
-    /// The unit's tensors, whole, gathered from every rank.
+    /// The unit's tensors, whole, gathered from every rank (f32, where the shard lives).
     fn gather(
         &self,
         comm: &mut dyn Collective,
         trainable_only: bool,
     ) -> anyhow::Result<Vec<Tensor>> {
-        let (layout, shard) = if trainable_only {
-            (&self.train_layout, &self.shard[..self.train_len()])
+        let layout = if trainable_only {
+            &self.train_layout
         } else {
-            (&self.layout, &self.shard[..])
+            &self.layout
+        };
+        let shard = match &self.shard {
+            Flat::Host(shard) if trainable_only => &shard[..self.train_len()],
+            Flat::Host(shard) => &shard[..],
+            // A device unit is whole (world 1) and all trainable.
+            on_device => {
+                return (0..self.ids.len())
+                    .map(|i| {
+                        let at = layout.offset(i);
+                        on_device.tensor(at..at + layout.chunk(i), &self.shapes[i])
+                    })
+                    .collect();
+            }
         };
         let world = layout.world();
         let all = if world == 1 {
@@ -159,6 +195,12 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// Whether the trainable state of `model` under `strategy` stays on its device: under DDP on
+    /// a GPU. (ZeRO's shards are exchanged through host buffers, so they stay on the host.)
+    pub fn on_device(strategy: Strategy, model: &Llama) -> bool {
+        strategy == Strategy::Ddp && !model.device().is_cpu()
+    }
+
     /// Splits `model`'s trainable parameters (whose gradients `grads` lays out) for `rank` of
     /// `world` under `strategy`. Under ZeRO-3 the model's weights are moved into the shards.
     pub fn new(
@@ -171,13 +213,24 @@ impl Partition {
     ) -> anyhow::Result<Self> {
         let ids: Vec<ParamId> = grads.entries().iter().map(|e| e.id).collect();
         let units = match strategy {
-            Strategy::Ddp => vec![Unit::new(model, ids.clone(), ids.len(), (0, 1), adam)?],
+            Strategy::Ddp => {
+                let on_device = Self::on_device(strategy, model);
+                vec![Unit::new(
+                    model,
+                    ids.clone(),
+                    ids.len(),
+                    (0, 1),
+                    adam,
+                    on_device,
+                )?]
+            }
             Strategy::Zero2 => vec![Unit::new(
                 model,
                 ids.clone(),
                 ids.len(),
                 (rank, world),
                 adam,
+                false,
             )?],
             Strategy::Zero3 => {
                 let quantised = model.blocks.iter().any(|b| {
@@ -198,7 +251,14 @@ impl Partition {
                         .partition(|id| grads.entry(*id).is_some());
                     let trainable = all.len();
                     all.extend(frozen);
-                    units.push(Unit::new(model, all, trainable, (rank, world), adam)?);
+                    units.push(Unit::new(
+                        model,
+                        all,
+                        trainable,
+                        (rank, world),
+                        adam,
+                        false,
+                    )?);
                 }
                 for id in units.iter().flat_map(|u| u.ids.clone()).collect::<Vec<_>>() {
                     *model.slot(id)? = Tensor::zeros(0, model.dtype(), model.device())?;
@@ -225,15 +285,14 @@ impl Partition {
         &self,
         grads: &mut FlatGrads,
         comm: &mut dyn Collective,
-    ) -> anyhow::Result<(Vec<Vec<f32>>, f64)> {
+    ) -> anyhow::Result<(Vec<Flat>, f64)> {
         grads.settle()?;
         if self.strategy == Strategy::Ddp {
             if comm.world() > 1 {
-                for bucket in grads.grads.chunks_mut(self.bucket) {
-                    comm.all_reduce_sum(bucket)?;
-                }
+                self.all_reduce(&mut grads.grads, comm)?;
             }
-            let norm = sum_of_squares(&grads.grads).sqrt();
+            let norm = grads.grads.sum_of_squares()?.sqrt();
+            // A device buffer's clone shares its storage: nothing is copied.
             return Ok((vec![grads.grads.clone()], norm));
         }
         let mut shards = Vec::with_capacity(self.units.len());
@@ -249,28 +308,49 @@ impl Partition {
             } else {
                 comm.reduce_scatter_sum(&packed)?
             };
-            squares += sum_of_squares(&shard);
+            let shard = Flat::Host(shard);
+            squares += shard.sum_of_squares()?;
             shards.push(shard);
         }
         let norm = comm.sum_f64(&[squares])?[0].sqrt();
         Ok((shards, norm))
     }
 
+    /// Sums `grads` over the ranks in buckets (through host memory for a device buffer).
+    fn all_reduce(&self, grads: &mut Flat, comm: &mut dyn Collective) -> anyhow::Result<()> {
+        let device = grads.device();
+        let mut host = match std::mem::replace(grads, Flat::Host(Vec::new())) {
+            Flat::Host(v) => v,
+            Flat::Device(t) => t.to_vec1::<f32>()?,
+        };
+        for bucket in host.chunks_mut(self.bucket) {
+            comm.all_reduce_sum(bucket)?;
+        }
+        *grads = Flat::from_host(host, &device)?;
+        Ok(())
+    }
+
     /// One AdamW step of every unit's shard with its reduced gradients, scaled by `coefficient`
     /// (gradient clipping).
-    pub fn step(
-        &mut self,
-        mut shards: Vec<Vec<f32>>,
-        coefficient: f32,
-        lr: f64,
-    ) -> anyhow::Result<()> {
-        for (unit, grads) in self.units.iter_mut().zip(&mut shards) {
-            if coefficient != 1.0 {
-                scale(grads, coefficient);
-            }
+    pub fn step(&mut self, shards: Vec<Flat>, coefficient: f32, lr: f64) -> anyhow::Result<()> {
+        for (unit, grads) in self.units.iter_mut().zip(&shards) {
             let n = unit.train_len();
-            unit.adam
-                .step(&mut unit.shard[..n], grads, &unit.segments, lr)?;
+            match (&mut unit.shard, grads) {
+                (Flat::Host(shard), Flat::Host(grads)) => {
+                    unit.adam.step_scaled(
+                        &mut shard[..n],
+                        grads,
+                        &unit.segments,
+                        lr,
+                        coefficient,
+                    )?;
+                }
+                (Flat::Device(shard), Flat::Device(grads)) => {
+                    unit.adam
+                        .step_on_device(shard, grads, &unit.segments, lr, coefficient)?;
+                }
+                _ => bail!("a unit's master values and its gradients are in different places"),
+            }
         }
         Ok(())
     }
@@ -312,14 +392,15 @@ impl Partition {
     }
 
     /// What this rank writes into a checkpoint: its part of every trainable tensor (all of them
-    /// on rank 0 under DDP, nothing on the other DDP ranks).
-    pub fn pieces(&self) -> Vec<Piece> {
+    /// on rank 0 under DDP, nothing on the other DDP ranks), copied to host memory.
+    pub fn pieces(&self) -> anyhow::Result<Vec<Piece>> {
         if self.strategy == Strategy::Ddp && self.rank != 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let mut pieces = Vec::new();
         for unit in &self.units {
-            let state = unit.adam.state();
+            let state = unit.adam.state()?;
+            let values = unit.shard.to_vec(0..unit.train_len())?;
             for i in 0..unit.trainable {
                 let owned = unit.train_layout.owned(i);
                 let at = unit.train_layout.offset(i);
@@ -327,13 +408,13 @@ impl Partition {
                 pieces.push(Piece {
                     name: unit.ids[i].hf_name(),
                     start: owned.start,
-                    values: unit.shard[here.clone()].to_vec(),
+                    values: values[here.clone()].to_vec(),
                     exp_avg: state.exp_avg[here.clone()].to_vec(),
                     exp_avg_sq: state.exp_avg_sq[here].to_vec(),
                 });
             }
         }
-        pieces
+        Ok(pieces)
     }
 
     /// Names and element counts of the trainable tensors, as a checkpoint must hold them.
@@ -357,6 +438,8 @@ impl Partition {
     ) -> anyhow::Result<()> {
         for unit in &mut self.units {
             let n = unit.train_len();
+            let device = unit.shard.device();
+            let mut values = unit.shard.to_vec(0..unit.shard.len())?;
             let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
             for i in 0..unit.trainable {
                 let name = unit.ids[i].hf_name();
@@ -371,10 +454,11 @@ impl Partition {
                     "the checkpoint's {name} has {} values, this run's has {len}",
                     w.values.len()
                 );
-                unit.train_layout.take(i, &w.values, &mut unit.shard[..n]);
+                unit.train_layout.take(i, &w.values, &mut values[..n]);
                 unit.train_layout.take(i, &w.exp_avg, &mut m);
                 unit.train_layout.take(i, &w.exp_avg_sq, &mut v);
             }
+            unit.shard = Flat::from_host(values, &device)?;
             unit.adam = AdamW::from_state(
                 *unit.adam.config(),
                 0..n,
@@ -383,7 +467,8 @@ impl Partition {
                     exp_avg: m,
                     exp_avg_sq: v,
                 },
-            )?;
+            )?
+            .on(&device)?;
         }
         self.apply(model, comm)
     }

@@ -350,3 +350,101 @@ fn nf4_dequantises_exactly_as_on_the_cpu() {
     let got16 = ferrotune::kernels::nf4_dequantize(&gpu_q, DType::BF16).unwrap();
     assert_bitwise_eq("nf4 bf16", &host(&got16), &rounded(&want, DType::BF16));
 }
+
+/// The optimizer's GPU kernels against the host code the CPU trainer runs: AdamW (30 steps,
+/// segments with and without decay, a clipping scale, both forms of torch's lerp) and gradient
+/// accumulation bit for bit, the squared norm to f64 rounding.
+#[test]
+fn optimizer_state_updates_exactly_as_on_the_cpu() {
+    use ferrotune::kernels::{accumulate, sum_of_squares, zero};
+    use ferrotune::train::clip;
+    use ferrotune::train::optim::{AdamW, AdamWConfig, Segment};
+
+    let Some(dev) = gpu() else { return };
+    let mut r = rng(9);
+    // Lengths that are not multiples of a block, and a segment longer than one grid's stride.
+    let lens = [1000, 37, 3_000_000, 5, 4096];
+    let segments: Vec<Segment> = lens
+        .iter()
+        .scan(0, |offset, &len| {
+            let s = Segment {
+                offset: *offset,
+                len,
+                decay: len != 37,
+            };
+            *offset += len;
+            Some(s)
+        })
+        .collect();
+    let n: usize = lens.iter().sum();
+    for beta1 in [0.9, 0.3] {
+        let config = AdamWConfig {
+            beta1,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        };
+        let mut params = values(&uniform(&mut r, &[n], 1.0));
+        let mut cpu = AdamW::new(config, n);
+        let mut gpu_adam = AdamW::new(config, n).on(&dev).unwrap();
+        let p_dev = Tensor::from_slice(&params, n, &Device::Cpu)
+            .unwrap()
+            .to_device(&dev)
+            .unwrap();
+        for step in 0..30 {
+            let grads = values(&uniform(&mut r, &[n], 0.5));
+            let g_dev = Tensor::from_slice(&grads, n, &dev).unwrap();
+            let (lr, scale) = (1e-3 * (1.0 + step as f64), 0.37);
+            cpu.step_scaled(&mut params, &grads, &segments, lr, scale)
+                .unwrap();
+            gpu_adam
+                .step_on_device(&p_dev, &g_dev, &segments, lr, scale)
+                .unwrap();
+        }
+        let want = Tensor::from_vec(params, n, &Device::Cpu).unwrap();
+        assert_bitwise_eq(&format!("adamw params β1 {beta1}"), &host(&p_dev), &want);
+        let (sc, sg) = (cpu.state().unwrap(), gpu_adam.state().unwrap());
+        assert_eq!(sc.step, sg.step);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(bits(&sc.exp_avg) == bits(&sg.exp_avg), "exp_avg β1 {beta1}");
+        assert!(
+            bits(&sc.exp_avg_sq) == bits(&sg.exp_avg_sq),
+            "exp_avg_sq β1 {beta1}"
+        );
+    }
+
+    // Accumulation of f32 and bf16 micro-batch gradients into a slice of the flat buffer.
+    let flat = Tensor::zeros(n, DType::F32, &dev).unwrap();
+    let mut want = vec![0.0f32; n];
+    for (k, dtype) in [DType::F32, DType::BF16, DType::F32]
+        .into_iter()
+        .enumerate()
+    {
+        let offset = 1000 * k + 3;
+        let g = rounded(&uniform(&mut r, &[37, 1001], 2.0), dtype);
+        for (w, x) in want[offset..].iter_mut().zip(values(&g)) {
+            *w += x;
+        }
+        accumulate(&flat, offset, &up(&g, &dev, dtype)).unwrap();
+    }
+    let want = Tensor::from_vec(want, n, &Device::Cpu).unwrap();
+    assert_bitwise_eq("accumulate", &host(&flat), &want);
+
+    // The squared norm: f64 sums in another order, so equal to about 1e-15 relative.
+    let got = sum_of_squares(&flat).unwrap();
+    let expected = clip::sum_of_squares(&values(&want));
+    assert!(
+        (got - expected).abs() <= 1e-12 * expected,
+        "sum of squares {got} vs {expected}"
+    );
+    zero(&flat).unwrap();
+    assert_eq!(sum_of_squares(&flat).unwrap(), 0.0);
+    let err = accumulate(
+        &flat,
+        n - 10,
+        &up(&want.narrow(0, 0, 11).unwrap(), &dev, DType::F32),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("at least"), "{err}");
+}

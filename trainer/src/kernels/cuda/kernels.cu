@@ -295,6 +295,60 @@ __device__ void nf4_dequantize(const unsigned char* packed, const unsigned char*
     }
 }
 
+// ---- Optimizer state: gradient accumulation, squared norm, AdamW (f32 buffers) -------------
+
+// dst[offset + i] += src[i]: a micro-batch's gradient added into the flat f32 buffer.
+template <typename T>
+__device__ void accumulate(float* dst, size_t offset, const T* src, size_t n) {
+    GRID_STRIDE(i, n) dst[offset + i] = __fadd_rn(dst[offset + i], ld(src, i));
+}
+
+extern "C" __global__ void zero_f32(float* x, size_t n) {
+    GRID_STRIDE(i, n) x[i] = 0.f;
+}
+
+// partial[block] = Σ x[i]² in f64 over the block's grid-stride elements; each thread sums its
+// elements in order and the block adds the threads' sums in a fixed tree, so the result depends
+// on the grid size only (the caller fixes it).
+extern "C" __global__ void sum_squares_f32(const float* x, size_t n, double* partial) {
+    __shared__ double sh[1024];
+    double s = 0.0;
+    GRID_STRIDE(i, n) {
+        double v = (double)x[i];
+        s += v * v;
+    }
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (unsigned o = blockDim.x / 2; o > 0; o >>= 1) {
+        if (threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
+}
+
+// One AdamW step of elements [offset, offset + n) in place, with the gradient first multiplied
+// by grad_scale (clipping). The same operations in the same order as the CPU path
+// (train/optim.rs), each rounded once: `__f*_rn` keeps NVRTC from fusing them into FMAs.
+extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* v, size_t offset,
+                                     size_t n, float grad_scale, float factor, float lerp_weight,
+                                     float keep, int small_weight, float beta2,
+                                     float one_minus_beta2, float bc2_sqrt, float eps,
+                                     float neg_step) {
+    GRID_STRIDE(k, n) {
+        size_t i = offset + k;
+        float gi = __fmul_rn(g[i], grad_scale);
+        float pi = __fmul_rn(p[i], factor);
+        float mi = m[i];
+        mi = small_weight ? __fadd_rn(mi, __fmul_rn(lerp_weight, __fsub_rn(gi, mi)))
+                          : __fsub_rn(gi, __fmul_rn(__fsub_rn(gi, mi), keep));
+        float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(one_minus_beta2, gi), gi));
+        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), eps);
+        p[i] = __fadd_rn(pi, __fdiv_rn(__fmul_rn(neg_step, mi), denom));
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
 // ---- Instantiations ---------------------------------------------------------------------------
 
 #define INSTANTIATE(T, S)                                                                           \
@@ -349,6 +403,9 @@ __device__ void nf4_dequantize(const unsigned char* packed, const unsigned char*
                                                   const float* nf4, const float* dyn_map,          \
                                                   float offset, T* out, size_t n) {                \
         nf4_dequantize(packed, codes, scales, nf4, dyn_map, offset, out, n);                       \
+    }                                                                                              \
+    extern "C" __global__ void accumulate_##S(float* dst, size_t offset, const T* src, size_t n) { \
+        accumulate(dst, offset, src, n);                                                           \
     }
 
 INSTANTIATE(float, f32)

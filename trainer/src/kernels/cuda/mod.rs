@@ -8,12 +8,14 @@ mod attention;
 mod loss;
 mod nf4;
 mod norm;
+mod optim;
 mod pointwise;
 
 pub(super) use attention::{attention, attention_backward};
 pub(super) use loss::lm_head_loss;
 pub use nf4::{Nf4Device, nf4_dequantize};
 pub(super) use norm::{rms_norm, rms_norm_backward};
+pub(super) use optim::{accumulate, adamw, sum_of_squares, zero};
 pub(super) use pointwise::{dropout, embedding, embedding_backward, rope, swiglu, swiglu_backward};
 
 use std::sync::OnceLock;
@@ -174,6 +176,7 @@ impl Launch {
                 DType::U32 => ptr_of!(u32),
                 DType::I32 => ptr_of!(i32),
                 DType::U8 => ptr_of!(u8),
+                DType::F64 => ptr_of!(f64),
                 other => {
                     return Err(KernelError::Cuda(format!(
                         "kernel {}: no pointer for a {other:?} tensor",

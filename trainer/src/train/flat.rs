@@ -1,0 +1,117 @@
+//! A flat f32 buffer of training state (master values, gradients, AdamW moments) in host memory
+//! or on a GPU. On the CPU, and for every ZeRO shard, the state is a `Vec<f32>`; under DDP on a
+//! GPU it stays on the device, where the kernels of `kernels::optim` update it in place, so a
+//! step copies nothing to the host.
+
+use std::ops::Range;
+
+use anyhow::Context;
+use candle_core::{DType, Device, Tensor};
+
+/// A flat f32 buffer.
+#[derive(Debug, Clone)]
+pub enum Flat {
+    /// In host memory.
+    Host(Vec<f32>),
+    /// A contiguous 1-D f32 tensor on a GPU. The optimizer's kernels write into its storage, which
+    /// clones share.
+    Device(Tensor),
+}
+
+impl Flat {
+    /// `n` zeros on `device` (host memory for the CPU).
+    pub fn zeros(n: usize, device: &Device) -> anyhow::Result<Self> {
+        Ok(match device {
+            Device::Cpu => Self::Host(vec![0.0; n]),
+            d => Self::Device(Tensor::zeros(n, DType::F32, d)?),
+        })
+    }
+
+    /// `values` moved to `device`.
+    pub fn from_host(values: Vec<f32>, device: &Device) -> anyhow::Result<Self> {
+        Ok(match device {
+            Device::Cpu => Self::Host(values),
+            d => {
+                let n = values.len();
+                Self::Device(Tensor::from_vec(values, n, &Device::Cpu)?.to_device(d)?)
+            }
+        })
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Host(v) => v.len(),
+            Self::Device(t) => t.elem_count(),
+        }
+    }
+
+    /// Whether the buffer is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements, if in host memory.
+    pub fn host(&self) -> Option<&[f32]> {
+        match self {
+            Self::Host(v) => Some(v),
+            Self::Device(_) => None,
+        }
+    }
+
+    /// The elements, mutable, if in host memory.
+    pub fn host_mut(&mut self) -> Option<&mut [f32]> {
+        match self {
+            Self::Host(v) => Some(v),
+            Self::Device(_) => None,
+        }
+    }
+
+    /// A host copy of the elements `range`.
+    pub fn to_vec(&self, range: Range<usize>) -> anyhow::Result<Vec<f32>> {
+        match self {
+            Self::Host(v) => v
+                .get(range.clone())
+                .map(<[f32]>::to_vec)
+                .with_context(|| format!("elements {range:?} of a buffer of {}", v.len())),
+            Self::Device(t) => Ok(t.narrow(0, range.start, range.len())?.to_vec1::<f32>()?),
+        }
+    }
+
+    /// The elements `range` as a tensor of `shape` on the buffer's device (a copy: later updates
+    /// of the buffer do not show through it).
+    pub fn tensor(&self, range: Range<usize>, shape: &[usize]) -> anyhow::Result<Tensor> {
+        Ok(match self {
+            Self::Host(v) => Tensor::from_slice(&v[range], shape, &Device::Cpu)?,
+            Self::Device(t) => t
+                .narrow(0, range.start, range.len())?
+                .reshape(shape)?
+                .copy()?,
+        })
+    }
+
+    /// Where the buffer lives.
+    pub fn device(&self) -> Device {
+        match self {
+            Self::Host(_) => Device::Cpu,
+            Self::Device(t) => t.device().clone(),
+        }
+    }
+
+    /// `Σ x²`, accumulated in f64.
+    pub fn sum_of_squares(&self) -> anyhow::Result<f64> {
+        Ok(match self {
+            Self::Host(v) => super::clip::sum_of_squares(v),
+            Self::Device(t) => crate::kernels::sum_of_squares(t)?,
+        })
+    }
+
+    /// Sets every element to zero, in place.
+    pub fn zero(&mut self) -> anyhow::Result<()> {
+        match self {
+            Self::Host(v) => v.fill(0.0),
+            Self::Device(t) => crate::kernels::zero(t)?,
+        }
+        Ok(())
+    }
+}
