@@ -59,7 +59,7 @@ def measure(args) -> list[dict]:
                       "--warmup", str(args.warmup), "--device", args.device,
                       "--peak-tflops", str(args.peak_tflops)]
             ours, ours_rss = run_measured([str(ours_bin), *common])
-            ref_cmd = [args.python, str(REFERENCE), *common]
+            ref_cmd = [args.python, args.reference, *common]
             if args.device == "cpu":
                 ref_cmd += ["--dtype", "f32"]
             ref, ref_rss = run_measured(ref_cmd)
@@ -114,6 +114,8 @@ def main():
     ap.add_argument("--bin", help="train-throughput binary (default: target/release/train-throughput)")
     ap.add_argument("--peak-tflops", type=float, default=989.0)
     ap.add_argument("--python", default=sys.executable, help="interpreter with torch, transformers, peft")
+    ap.add_argument("--reference", default=str(REFERENCE),
+                    help="pytorch_reference.py (default: ../shared/bench/ beside the repository)")
     ap.add_argument("--out", help="append the JSON records to this file")
     ap.add_argument("--table", metavar="JSONL", help="print the table of an earlier run and exit")
     args = ap.parse_args()
