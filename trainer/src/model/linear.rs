@@ -121,7 +121,8 @@ pub struct Linear {
     pub train_base: bool,
 }
 
-/// What a projection's backward needs beyond its input: the adapter's hidden activations.
+/// What a projection's backward needs beyond its input: the adapter's hidden activations,
+/// already multiplied by its scale.
 #[derive(Debug)]
 pub struct LinearSaved {
     lora_hidden: Option<Tensor>,
@@ -149,8 +150,9 @@ impl Linear {
         let mut lora_hidden = None;
         if let Some(l) = &self.lora {
             let xd = pass.lora_dropout(x, l.dropout, site)?;
-            let h = linear(&xd, &l.a)?;
-            y = (y + (linear(&h, &l.b)? * l.scale)?)?;
+            // The scale multiplies the rank-r activations, not the (rows, out) product.
+            let h = (linear(&xd, &l.a)? * l.scale)?;
+            y = (y + linear(&h, &l.b)?)?;
             lora_hidden = Some(h);
         }
         Ok((y, LinearSaved { lora_hidden }))
@@ -172,12 +174,8 @@ impl Linear {
             sink.add(ParamId::Proj(site.layer, site.module), dy.t()?.matmul(x)?)?;
         }
         if let (Some(l), Some(h)) = (&self.lora, saved.lora_hidden) {
-            let dys = (dy * l.scale)?;
-            sink.add(
-                ParamId::LoraB(site.layer, site.module),
-                dys.t()?.matmul(&h)?,
-            )?;
-            let dh = dys.matmul(&l.b)?;
+            sink.add(ParamId::LoraB(site.layer, site.module), dy.t()?.matmul(&h)?)?;
+            let dh = (dy.matmul(&l.b)? * l.scale)?;
             let xd = pass.lora_dropout(x, l.dropout, site)?;
             sink.add(
                 ParamId::LoraA(site.layer, site.module),
