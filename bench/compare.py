@@ -5,7 +5,7 @@ For each model x mode it runs `train-throughput` (ferrotune's own training loop,
 `cargo build --release -p ferrotune-bench`) and `pytorch_reference.py` one after the other with
 the same shape, sequence length, micro-batch and step counts, reads each one's JSON line, measures
 each process's peak resident memory (wait4), and prints a markdown table with ours / PyTorch
-ratios. Every record is appended to --out as JSON lines.
+ratios. Every record is appended to --out as JSON lines as soon as it is measured.
 
   bench/compare.py --device cpu --models smollm2-135m --modes lora,full --steps 3 --warmup 1
   bench/compare.py --table bench/results/cpu.jsonl        # table from an earlier run
@@ -68,6 +68,9 @@ def measure(args) -> list[dict]:
                            micro_batch=args.micro_batch, process_peak_rss_gib=round(rss, 2),
                            date=time.strftime("%Y-%m-%d"), host=host())
                 rows.append(rec)
+                if args.out:  # as it goes, so that an interrupted run keeps what it measured
+                    with open(args.out, "a") as f:
+                        f.write(json.dumps(rec) + "\n")
     return rows
 
 
@@ -122,12 +125,7 @@ def main():
     if args.table:
         print(table([json.loads(l) for l in open(args.table) if l.strip()]))
         return
-    rows = measure(args)
-    if args.out:
-        with open(args.out, "a") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
-    print(table(rows))
+    print(table(measure(args)))
 
 
 if __name__ == "__main__":

@@ -168,6 +168,10 @@ pub fn fit(
     let mut order: Option<(u64, Vec<usize>)> = None;
     let mut last_loss = None;
     let mut saved_step = state.step;
+    // A checkpoint of this rank's part of the state, copied to the host.
+    let save = |state: &TrainState, part: &Partition, comm: &mut dyn Collective| {
+        checkpoint::save(&ckpt_root, state, &part.pieces()?, comm, t.save_total_limit)
+    };
     while state.step < total {
         // Every rank stops at the same step, whichever of them was asked to.
         let stops = comm.sum_f64(&[f64::from(u8::from(stop.requested()))])?;
@@ -291,13 +295,7 @@ pub fn fit(
         }
         last_loss = Some(loss);
         if (t.save_steps > 0 && state.step.is_multiple_of(t.save_steps)) || state.step == total {
-            checkpoint::save(
-                &ckpt_root,
-                &state,
-                &part.pieces()?,
-                comm,
-                t.save_total_limit,
-            )?;
+            save(&state, &part, comm)?;
             if let Some(r) = &mut reporter {
                 r.checkpoint(state.step);
             }
@@ -311,13 +309,7 @@ pub fn fit(
     }
     let finish = if state.step < total {
         if saved_step < state.step {
-            checkpoint::save(
-                &ckpt_root,
-                &state,
-                &part.pieces()?,
-                comm,
-                t.save_total_limit,
-            )?;
+            save(&state, &part, comm)?;
         }
         if leader {
             tracing::warn!(

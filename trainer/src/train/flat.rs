@@ -78,15 +78,26 @@ impl Flat {
         }
     }
 
-    /// The elements `range` as a tensor of `shape` on the buffer's device (a copy: later updates
-    /// of the buffer do not show through it).
-    pub fn tensor(&self, range: Range<usize>, shape: &[usize]) -> anyhow::Result<Tensor> {
+    /// The elements `range` as a tensor of `shape` and `dtype` on the buffer's device: a copy of
+    /// those elements alone, which later updates of the buffer do not reach.
+    pub fn tensor(
+        &self,
+        range: Range<usize>,
+        shape: &[usize],
+        dtype: DType,
+    ) -> anyhow::Result<Tensor> {
         Ok(match self {
-            Self::Host(v) => Tensor::from_slice(&v[range], shape, &Device::Cpu)?,
-            Self::Device(t) => t
-                .narrow(0, range.start, range.len())?
-                .reshape(shape)?
-                .copy()?,
+            Self::Host(v) => Tensor::from_slice(&v[range], shape, &Device::Cpu)?.to_dtype(dtype)?,
+            Self::Device(t) => {
+                let view = t.narrow(0, range.start, range.len())?.reshape(shape)?;
+                // A cast writes a new, compact tensor; to f32 it would alias, so copy instead
+                // (`Tensor::copy` would clone the whole buffer behind the view).
+                if dtype == DType::F32 {
+                    view.force_contiguous()?
+                } else {
+                    view.to_dtype(dtype)?
+                }
+            }
         })
     }
 

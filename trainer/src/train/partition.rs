@@ -110,11 +110,13 @@ impl Unit {
         self.train_layout.shard_len()
     }
 
-    /// The unit's tensors, whole, gathered from every rank (f32, where the shard lives).
+    /// The unit's tensors, whole, gathered from every rank: f32 in host memory, or in `dtype`
+    /// on the GPU that holds a device unit.
     fn gather(
         &self,
         comm: &mut dyn Collective,
         trainable_only: bool,
+        dtype: DType,
     ) -> anyhow::Result<Vec<Tensor>> {
         let layout = if trainable_only {
             &self.train_layout
@@ -129,7 +131,7 @@ impl Unit {
                 return (0..self.ids.len())
                     .map(|i| {
                         let at = layout.offset(i);
-                        on_device.tensor(at..at + layout.chunk(i), &self.shapes[i])
+                        on_device.tensor(at..at + layout.chunk(i), &self.shapes[i], dtype)
                     })
                     .collect();
             }
@@ -362,7 +364,7 @@ impl Partition {
             return Ok(());
         }
         for unit in &self.units {
-            for (id, t) in unit.ids.iter().zip(unit.gather(comm, true)?) {
+            for (id, t) in unit.ids.iter().zip(unit.gather(comm, true, model.dtype())?) {
                 model.set_param(*id, t)?;
             }
         }
@@ -375,7 +377,11 @@ impl Partition {
             return Ok(());
         }
         for unit in &self.units {
-            for (id, t) in unit.ids.iter().zip(unit.gather(comm, false)?) {
+            for (id, t) in unit
+                .ids
+                .iter()
+                .zip(unit.gather(comm, false, model.dtype())?)
+            {
                 let t = model.place(&t)?;
                 *model.slot(*id)? = t;
             }
@@ -501,7 +507,7 @@ impl Gathering<'_> {
         let mut comm = self.comm.borrow_mut();
         unit.ids
             .iter()
-            .zip(unit.gather(&mut **comm, false)?)
+            .zip(unit.gather(&mut **comm, false, self.model.dtype())?)
             .map(|(id, t)| Ok((*id, self.model.place(&t)?)))
             .collect()
     }
