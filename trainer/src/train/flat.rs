@@ -3,9 +3,9 @@
 //! GPU it stays on the device, where the kernels of `kernels::optim` update it in place, so a
 //! step copies nothing to the host.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
-use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 
 /// A flat f32 buffer.
@@ -67,15 +67,21 @@ impl Flat {
         }
     }
 
-    /// A host copy of the elements `range`.
-    pub fn to_vec(&self, range: Range<usize>) -> anyhow::Result<Vec<f32>> {
-        match self {
-            Self::Host(v) => v
-                .get(range.clone())
-                .map(<[f32]>::to_vec)
-                .with_context(|| format!("elements {range:?} of a buffer of {}", v.len())),
-            Self::Device(t) => Ok(t.narrow(0, range.start, range.len())?.to_vec1::<f32>()?),
-        }
+    /// The elements: borrowed from host memory, or copied from the GPU.
+    pub fn read(&self) -> anyhow::Result<Cow<'_, [f32]>> {
+        Ok(match self {
+            Self::Host(v) => Cow::Borrowed(v),
+            Self::Device(t) => Cow::Owned(t.to_vec1::<f32>()?),
+        })
+    }
+
+    /// Moves the elements out into host memory (copying them from a GPU), leaving the buffer
+    /// empty; [`Flat::from_host`] puts them back where they were.
+    pub fn take_host(&mut self) -> anyhow::Result<Vec<f32>> {
+        Ok(match std::mem::replace(self, Self::Host(Vec::new())) {
+            Self::Host(v) => v,
+            Self::Device(t) => t.to_vec1::<f32>()?,
+        })
     }
 
     /// The elements `range` as a tensor of `shape` and `dtype` on the buffer's device: a copy of

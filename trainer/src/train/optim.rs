@@ -171,11 +171,10 @@ impl AdamW {
 
     /// A host copy of the state, for a checkpoint.
     pub fn state(&self) -> anyhow::Result<AdamWState> {
-        let n = self.range.len();
         Ok(AdamWState {
             step: self.step,
-            exp_avg: self.exp_avg.to_vec(0..n)?,
-            exp_avg_sq: self.exp_avg_sq.to_vec(0..n)?,
+            exp_avg: self.exp_avg.read()?.into_owned(),
+            exp_avg_sq: self.exp_avg_sq.read()?.into_owned(),
         })
     }
 

@@ -321,10 +321,7 @@ impl Partition {
     /// Sums `grads` over the ranks in buckets (through host memory for a device buffer).
     fn all_reduce(&self, grads: &mut Flat, comm: &mut dyn Collective) -> anyhow::Result<()> {
         let device = grads.device();
-        let mut host = match std::mem::replace(grads, Flat::Host(Vec::new())) {
-            Flat::Host(v) => v,
-            Flat::Device(t) => t.to_vec1::<f32>()?,
-        };
+        let mut host = grads.take_host()?;
         for bucket in host.chunks_mut(self.bucket) {
             comm.all_reduce_sum(bucket)?;
         }
@@ -406,7 +403,7 @@ impl Partition {
         let mut pieces = Vec::new();
         for unit in &self.units {
             let state = unit.adam.state()?;
-            let values = unit.shard.to_vec(0..unit.train_len())?;
+            let values = unit.shard.read()?;
             for i in 0..unit.trainable {
                 let owned = unit.train_layout.owned(i);
                 let at = unit.train_layout.offset(i);
@@ -445,7 +442,8 @@ impl Partition {
         for unit in &mut self.units {
             let n = unit.train_len();
             let device = unit.shard.device();
-            let mut values = unit.shard.to_vec(0..unit.shard.len())?;
+            // In place in host memory; a device shard comes back for the update and goes again.
+            let mut values = unit.shard.take_host()?;
             let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
             for i in 0..unit.trainable {
                 let name = unit.ids[i].hf_name();
