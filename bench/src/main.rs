@@ -70,6 +70,9 @@ struct Args {
     /// Peak TFLOP/s of the device, for MFU.
     #[arg(long, default_value_t = 989.0)]
     peak_tflops: f64,
+    /// Keep only this many of the shape's blocks (for profiles: every block runs the same kernels).
+    #[arg(long)]
+    layers: Option<usize>,
 }
 
 /// The modes the reference benchmarks.
@@ -112,7 +115,11 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let config = bench_config(&args, &out_dir)?;
     let device = ferrotune::device::resolve(config.training.device, 0)?;
-    let llama_config = args.model.config();
+    let mut llama_config = args.model.config();
+    if let Some(layers) = args.layers {
+        anyhow::ensure!(layers > 0, "--layers must be at least 1");
+        llama_config.num_hidden_layers = layers;
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let tensors = random_weights(&llama_config, &device, &mut rng)?;
     let mut model = Llama::new(
@@ -269,6 +276,7 @@ fn result(
         "model": args.model.name(),
         "mode": args.mode.name(),
         "seq_len": args.seq_len,
+        "layers": c.num_hidden_layers,
         "micro_batch": args.micro_batch,
         "grad_ckpt": if args.grad_ckpt { "on" } else { "off" },
         "device": args.device,

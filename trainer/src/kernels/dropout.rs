@@ -43,47 +43,94 @@ pub fn dropout_keep(seed: u64, stream: u64, index: u64, p: f32) -> bool {
     keep_with_key(key(seed, stream), index, p)
 }
 
-/// Inverted dropout of `x`: element `i` of the flattened tensor becomes `x[i] · (1 / (1 − p))` if
-/// [`dropout_keep`]`(seed, stream, i, p)`, else 0. `p` must be in `[0, 1)`.
-pub fn dropout(x: &Tensor, p: f32, seed: u64, stream: u64) -> Result<Tensor> {
-    apply("dropout", x, p, seed, stream)
+/// Inverted dropout of `x`, whose rows form `streams.len()` equal segments (one per sequence):
+/// element `i` of segment `s`, counted from the segment's start, becomes `x · (1 / (1 − p))` if
+/// [`dropout_keep`]`(seed, streams[s], i, p)`, else 0. `p` must be in `[0, 1)`.
+pub fn dropout(x: &Tensor, p: f32, seed: u64, streams: &[u64]) -> Result<Tensor> {
+    apply("dropout", None, x, p, seed, streams)
 }
 
-/// Gradient of [`dropout`] for `dy`: the same mask and scale, recomputed from the same arguments.
-pub fn dropout_backward(dy: &Tensor, p: f32, seed: u64, stream: u64) -> Result<Tensor> {
-    apply("dropout_backward", dy, p, seed, stream)
+/// `base + dropout(x, p, seed, streams)` in one pass (`base` of the shape of `x`).
+pub fn dropout_add(
+    base: &Tensor,
+    x: &Tensor,
+    p: f32,
+    seed: u64,
+    streams: &[u64],
+) -> Result<Tensor> {
+    if base.shape() != x.shape() {
+        return Err(candle_core::Error::ShapeMismatchBinaryOp {
+            lhs: base.shape().clone(),
+            rhs: x.shape().clone(),
+            op: "dropout_add",
+        }
+        .into());
+    }
+    apply("dropout_add", Some(base), x, p, seed, streams)
 }
 
-fn apply(kernel: &'static str, x: &Tensor, p: f32, seed: u64, stream: u64) -> Result<Tensor> {
+/// Gradient of [`dropout`] for `dy`: the same masks and scale, recomputed from the same arguments.
+pub fn dropout_backward(dy: &Tensor, p: f32, seed: u64, streams: &[u64]) -> Result<Tensor> {
+    apply("dropout_backward", None, dy, p, seed, streams)
+}
+
+fn apply(
+    kernel: &'static str,
+    base: Option<&Tensor>,
+    x: &Tensor,
+    p: f32,
+    seed: u64,
+    streams: &[u64],
+) -> Result<Tensor> {
     if !(0.0..1.0).contains(&p) {
         return Err(KernelError::Argument {
             kernel,
             detail: format!("dropout probability must be in [0, 1), got {p}"),
         });
     }
+    let rows = x.dims().first().copied().unwrap_or(1);
+    if streams.is_empty() || rows % streams.len() != 0 {
+        return Err(KernelError::Argument {
+            kernel,
+            detail: format!(
+                "{} streams do not split {rows} rows into equal segments",
+                streams.len()
+            ),
+        });
+    }
+    let seg = x.elem_count() / streams.len();
+    let keys: Vec<u64> = streams.iter().map(|&s| key(seed, s)).collect();
     match x.device() {
         Device::Cpu => {
             let xs = read(kernel, "x", x)?;
-            let key = key(seed, stream);
+            let mut y = match base {
+                Some(b) => read(kernel, "base", b)?.to_vec(),
+                None => vec![0.0f32; xs.len()],
+            };
             let scale = 1.0 / (1.0 - p);
-            let mut y = vec![0.0f32; xs.len()];
-            y.par_chunks_mut(CHUNK)
-                .zip(xs.par_chunks(CHUNK))
-                .enumerate()
-                .for_each(|(c, (y, x))| {
-                    let start = (c * CHUNK) as u64;
+            // Chunks never straddle a segment: each lies in one sequence's block.
+            let chunk = CHUNK.min(seg.max(1));
+            y.par_chunks_mut(seg.max(1))
+                .zip(xs.par_chunks(seg.max(1)))
+                .zip(&keys)
+                .flat_map(|((y, x), &key)| {
+                    y.par_chunks_mut(chunk)
+                        .zip(x.par_chunks(chunk))
+                        .enumerate()
+                        .map(move |(c, pair)| (key, c, pair))
+                })
+                .for_each(|(key, c, (y, x))| {
+                    let start = (c * chunk) as u64;
                     for (i, (y, x)) in y.iter_mut().zip(x).enumerate() {
-                        *y = if keep_with_key(key, start + i as u64, p) {
-                            x * scale
-                        } else {
-                            0.0
-                        };
+                        if keep_with_key(key, start + i as u64, p) {
+                            *y += x * scale;
+                        }
                     }
                 });
             cpu::tensor(y, x.shape())
         }
         #[cfg(feature = "cuda")]
-        Device::Cuda(_) => super::cuda::dropout(x, p, key(seed, stream)),
+        Device::Cuda(_) => super::cuda::dropout(base, x, p, seg, &keys),
         device => Err(cpu::unsupported(kernel, device)),
     }
 }

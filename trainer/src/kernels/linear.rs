@@ -1,6 +1,9 @@
 //! `x·wᵀ` for a projection weight `w: (out, in)`. Few rows (decoding) go through dot products
 //! that stream each weight row once without packing it; many rows go through candle's GEMM.
+//! [`matmul_add`] adds a product onto an existing output (in place on the GPU).
 
+#[cfg(feature = "cuda")]
+use candle_core::DType;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
@@ -53,6 +56,37 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             tensor(y, (rows, out))
         }
         _ => Ok(x.matmul(&w.t()?)?),
+    }
+}
+
+/// `c + op(a)·op(b)`, where `op(x)` is `xᵀ` when its flag is set; `c: (M, N)`, `op(a): (M, K)`,
+/// `op(b): (K, N)`. On the GPU the product is accumulated into `c`'s own buffer by one cuBLAS
+/// call (f32 accumulation, `c` rounded once), so `c` must be a tensor no one else holds, such as
+/// a fresh product; its dtype is f32 or that of `a` and `b`. On the CPU it is `c + a·b`.
+pub fn matmul_add(c: Tensor, a: &Tensor, a_t: bool, b: &Tensor, b_t: bool) -> Result<Tensor> {
+    let view = |x: &Tensor, t: bool| if t { x.t() } else { Ok(x.clone()) };
+    let (a, b) = (view(a, a_t)?, view(b, b_t)?);
+    let (m, k) = a.dims2()?;
+    let (k2, n) = b.dims2()?;
+    if k != k2 || c.dims2()? != (m, n) || a.dtype() != b.dtype() {
+        return Err(candle_core::Error::ShapeMismatchBinaryOp {
+            lhs: c.shape().clone(),
+            rhs: a.shape().clone(),
+            op: "matmul_add",
+        }
+        .into());
+    }
+    match c.device() {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_)
+            if c.is_contiguous() && (c.dtype() == DType::F32 || c.dtype() == a.dtype()) =>
+        {
+            // The transposed views are undone: cuBLAS reads the stored buffers with op flags.
+            let (a, b) = (view(&a, a_t)?, view(&b, b_t)?);
+            super::cuda::matmul_add(&c, &a, a_t, &b, b_t)?;
+            Ok(c)
+        }
+        _ => Ok((&c + a.matmul(&b)?.to_dtype(c.dtype())?)?),
     }
 }
 

@@ -20,7 +20,7 @@
 //! | [`swiglu`]`(gate, up) -> y` | `gate`, `up` |
 //! | [`lm_head_loss`] | nothing: it returns the loss and the gradients in one pass |
 //! | [`embedding`]`(ids, table) -> y` | `ids` (and the vocabulary size) |
-//! | [`dropout`]`(x, p, seed, stream) -> y` | `p`, `seed`, `stream`: the mask is recomputed |
+//! | [`dropout`]`(x, p, seed, streams) -> y` | `p`, `seed`, `streams`: the masks are recomputed |
 //!
 //! # Determinism
 //!
@@ -47,10 +47,10 @@ mod swiglu;
 pub use attention::{AttnOutput, attention, attention_backward};
 #[cfg(feature = "cuda")]
 pub use cuda::{Nf4Device, nf4_dequantize};
-pub use dropout::{dropout, dropout_backward, dropout_keep};
+pub use dropout::{dropout, dropout_add, dropout_backward, dropout_keep};
 pub use embedding::{embedding, embedding_backward};
 pub use error::{KernelError, Result};
-pub use linear::linear;
+pub use linear::{linear, matmul_add};
 pub use lm_head_loss::{LmHeadLoss, lm_head_loss};
 pub use optim::{AdamWStep, accumulate, adamw, sum_of_squares, zero};
 pub use rms_norm::{rms_norm, rms_norm_backward};

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use super::grads::GradSink;
 use super::params::ParamId;
 use super::pass::{Pass, Site};
-use crate::kernels::linear;
+use crate::kernels::{linear, matmul_add};
 use crate::quant::nf4::Nf4Tensor;
 
 /// A projection's base weight, shaped (out, in).
@@ -152,7 +152,7 @@ impl Linear {
             let xd = pass.lora_dropout(x, l.dropout, site)?;
             // The scale multiplies the rank-r activations, not the (rows, out) product.
             let h = (linear(&xd, &l.a)? * l.scale)?;
-            y = (y + linear(&h, &l.b)?)?;
+            y = matmul_add(y, &h, false, &l.b, true)?;
             lora_hidden = Some(h);
         }
         Ok((y, LinearSaved { lora_hidden }))
@@ -181,7 +181,7 @@ impl Linear {
                 ParamId::LoraA(site.layer, site.module),
                 dh.t()?.matmul(&xd)?,
             )?;
-            dx = (dx + pass.lora_dropout(&dh.matmul(&l.a)?, l.dropout, site)?)?;
+            dx = pass.lora_dropout_add(&dx, &dh.matmul(&l.a)?, l.dropout, site)?;
         }
         Ok(dx)
     }

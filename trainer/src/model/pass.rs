@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 use ferrotune_config::TargetModule;
 
-use crate::kernels::{RopeTable, dropout};
+use crate::kernels::{RopeTable, dropout, dropout_add};
 
 /// LoRA dropout for one micro-batch. Masks depend only on (seed, step, sample, layer, module,
 /// token, column), never on batching, so any world size and a resumed run draw the same masks.
@@ -61,26 +61,34 @@ impl Pass<'_> {
     }
 
     /// Applies (or, for a gradient, re-applies) the LoRA dropout mask of `site` to `x` (rows ×
-    /// features), sequence by sequence. Identity when `p` is 0 or the pass has no dropout plan.
+    /// features), each sequence with its own stream. Identity when `p` is 0 or the pass has no
+    /// dropout plan.
     pub fn lora_dropout(&self, x: &Tensor, p: f32, site: Site) -> anyhow::Result<Tensor> {
-        let Some(plan) = self.dropout.as_ref().filter(|_| p > 0.0) else {
-            return Ok(x.clone());
-        };
-        let module = site.module as u64;
-        let parts = plan
-            .sample_streams
-            .iter()
-            .enumerate()
-            .map(|(b, &s)| {
-                let stream = mix(s ^ ((site.layer as u64) << 8 | module));
-                Ok(dropout(
-                    &x.narrow(0, b * self.seq, self.seq)?,
-                    p,
-                    plan.seed,
-                    stream,
-                )?)
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Tensor::cat(&parts, 0)?)
+        Ok(match self.site_streams(p, site) {
+            Some((seed, streams)) => dropout(x, p, seed, &streams)?,
+            None => x.clone(),
+        })
+    }
+
+    /// `base + lora_dropout(x)` in one pass.
+    pub fn lora_dropout_add(
+        &self,
+        base: &Tensor,
+        x: &Tensor,
+        p: f32,
+        site: Site,
+    ) -> anyhow::Result<Tensor> {
+        Ok(match self.site_streams(p, site) {
+            Some((seed, streams)) => dropout_add(base, x, p, seed, &streams)?,
+            None => (base + x)?,
+        })
+    }
+
+    /// The seed and per-sequence streams of `site`'s mask, or `None` without dropout.
+    fn site_streams(&self, p: f32, site: Site) -> Option<(u64, Vec<u64>)> {
+        let plan = self.dropout.as_ref().filter(|_| p > 0.0)?;
+        let tag = (site.layer as u64) << 8 | site.module as u64;
+        let streams = plan.sample_streams.iter().map(|&s| mix(s ^ tag)).collect();
+        Some((plan.seed, streams))
     }
 }

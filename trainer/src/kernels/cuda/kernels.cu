@@ -176,12 +176,17 @@ __device__ __forceinline__ u64 mix64(u64 z) {
     return z ^ (z >> 31);
 }
 
+// y = base + dropout(x) (base may be null). x is split into equal segments of `seg` elements
+// (one per sequence); segment s uses keys[s] and counts its elements from 0.
 template <typename T>
-__device__ void dropout(const T* x, T* y, size_t n, u64 key, float p, float scale) {
+__device__ void dropout(const T* base, const T* x, T* y, size_t n, size_t seg, const u64* keys,
+                        float p, float scale) {
     GRID_STRIDE(i, n) {
-        u64 bits = mix64(key + (i + 1) * 0x9E3779B97F4A7C15ull);
+        size_t s = i / seg;
+        u64 bits = mix64(keys[s] + (i - s * seg + 1) * 0x9E3779B97F4A7C15ull);
         float u = (float)(bits >> 40) * (1.f / 16777216.f);
-        st(y, i, u >= p ? ld(x, i) * scale : 0.f);
+        float v = u >= p ? ld(x, i) * scale : 0.f;
+        st(y, i, base ? ld(base, i) + v : v);
     }
 }
 
@@ -252,6 +257,45 @@ __device__ void row_dot(const T* a, const T* b, float* out, size_t rows, int col
 // Row r with target t >= 0: loss[r] = lse − logit[t]; logits become
 // grad_scale · (softmax − onehot(t)). A row with target −1 gets loss 0 and a zero gradient.
 
+// Eight consecutive elements at p (16-byte aligned for bf16, 32 for f32), widened to f32, and back.
+__device__ __forceinline__ void ld8(const bf16* p, float* x) {
+    uint4 u = *reinterpret_cast<const uint4*>(p);
+    unsigned w[4] = {u.x, u.y, u.z, u.w};
+    for (int k = 0; k < 4; ++k) {
+        x[2 * k] = __uint_as_float(w[k] << 16);
+        x[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+    }
+}
+__device__ __forceinline__ void ld8(const float* p, float* x) {
+    float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+    x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w; x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
+}
+__device__ __forceinline__ void st8(bf16* p, const float* x) {
+    bf16 h[8];
+    for (int k = 0; k < 8; ++k) st(h, k, x[k]);
+    unsigned w[4];
+    for (int k = 0; k < 4; ++k) w[k] = (unsigned)h[2 * k] | ((unsigned)h[2 * k + 1] << 16);
+    *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+__device__ __forceinline__ void st8(float* p, const float* x) {
+    reinterpret_cast<float4*>(p)[0] = make_float4(x[0], x[1], x[2], x[3]);
+    reinterpret_cast<float4*>(p)[1] = make_float4(x[4], x[5], x[6], x[7]);
+}
+
+// Folds x into a running (max m, Σ exp(· − m)) pair.
+__device__ __forceinline__ void online_lse(float x, float& m, float& z) {
+    if (x == NEG_INF) return;
+    if (x > m) {
+        z = z * expf(m - x) + 1.f;
+        m = x;
+    } else {
+        z += expf(x - m);
+    }
+}
+
+// One block per row. Rows whose length is a multiple of 8 are read eight elements at a time
+// (the rows then start 16-byte aligned); the log-sum-exp takes one read of the row (a running
+// max and sum per thread), the gradient a second.
 template <typename T>
 __device__ void cross_entropy(T* logits, const int* targets, float* loss, int v, float grad_scale) {
     __shared__ float sh[32];
@@ -263,19 +307,35 @@ __device__ void cross_entropy(T* logits, const int* targets, float* loss, int v,
         if (threadIdx.x == 0) loss[r] = 0.f;
         return;
     }
-    float m = NEG_INF;
-    for (int j = threadIdx.x; j < v; j += blockDim.x) m = fmaxf(m, ld(lr, j));
-    m = block_max(m, sh);
-    float z = 0.f;
-    for (int j = threadIdx.x; j < v; j += blockDim.x) z += expf(ld(lr, j) - m);
+    bool vec = v % 8 == 0;
+    float m = NEG_INF, z = 0.f;
+    if (vec) {
+        for (int c = threadIdx.x; c < v / 8; c += blockDim.x) {
+            float x[8];
+            ld8(lr + 8 * c, x);
+            for (int k = 0; k < 8; ++k) online_lse(x[k], m, z);
+        }
+    } else {
+        for (int j = threadIdx.x; j < v; j += blockDim.x) online_lse(ld(lr, j), m, z);
+    }
+    float bm = block_max(m, sh);
+    z = m == NEG_INF ? 0.f : z * expf(m - bm);
     z = block_sum(z, sh);
-    float l = m + logf(z);
+    float l = bm + logf(z);
     float target_logit = ld(lr, t);
     __syncthreads();
     if (threadIdx.x == 0) loss[r] = l - target_logit;
-    for (int j = threadIdx.x; j < v; j += blockDim.x) {
-        float g = expf(ld(lr, j) - l) - (j == t ? 1.f : 0.f);
-        st(lr, j, grad_scale * g);
+    if (vec) {
+        for (int c = threadIdx.x; c < v / 8; c += blockDim.x) {
+            float x[8];
+            ld8(lr + 8 * c, x);
+            for (int k = 0; k < 8; ++k)
+                x[k] = grad_scale * (expf(x[k] - l) - (8 * c + k == t ? 1.f : 0.f));
+            st8(lr + 8 * c, x);
+        }
+    } else {
+        for (int j = threadIdx.x; j < v; j += blockDim.x)
+            st(lr, j, grad_scale * (expf(ld(lr, j) - l) - (j == t ? 1.f : 0.f)));
     }
 }
 
@@ -379,8 +439,10 @@ extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* 
                                                       float* out, int d) {                         \
         embedding_backward(uniq, starts, rows, dy, out, d);                                        \
     }                                                                                              \
-    extern "C" __global__ void dropout_##S(const T* x, T* y, size_t n, u64 key, float p,           \
-                                           float scale) { dropout(x, y, n, key, p, scale); }      \
+    extern "C" __global__ void dropout_##S(const T* base, const T* x, T* y, size_t n, size_t seg,   \
+                                           const u64* keys, float p, float scale) {               \
+        dropout(base, x, y, n, seg, keys, p, scale);                                               \
+    }                                                                                              \
     extern "C" __global__ void attn_softmax_##S(const T* s, T* p, float* lse, int tq, int tk,      \
                                                 size_t rows_per_b, const unsigned char* mask,      \
                                                 float scale) {                                     \

@@ -2,7 +2,7 @@
 //! logits (in the compute dtype) are the only vocabulary-wide tensor, and one kernel turns them
 //! into the row losses and, in place, into their gradient.
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use super::{Elem, Launch, THREADS, by_dtype, device, output, rows, upload, zeros};
 use crate::kernels::Result;
@@ -10,6 +10,10 @@ use crate::kernels::lm_head_loss::LmHeadLoss;
 
 /// Logit elements per chunk (rows × vocabulary): 64 Mi, 128 MiB in bf16.
 const CHUNK_ELEMS: usize = 1 << 26;
+
+/// The same when the weight gradient is wanted: twice as many rows, so the f32 `(V, D)`
+/// accumulator is read and written half as often.
+const CHUNK_ELEMS_DW: usize = 1 << 27;
 
 /// [`crate::kernels::lm_head_loss`] for `h: (N, D)` and `w: (V, D)` on the GPU; `rows` are the
 /// rows with a target (checked by the caller).
@@ -41,8 +45,9 @@ fn on_gpu<T: Elem>(
     let (n, d) = h.dims2()?;
     let (vocab, _) = w.dims2()?;
     let w = w.to_dtype(T::DTYPE)?;
-    let chunk_rows = (CHUNK_ELEMS / vocab).max(1);
-    let mut dw = need_dw.then(|| zeros::<f32>(dev, (vocab, d))).transpose()?;
+    let chunk_elems = if need_dw { CHUNK_ELEMS_DW } else { CHUNK_ELEMS };
+    let chunk_rows = (chunk_elems / vocab).max(1);
+    let dw = need_dw.then(|| zeros::<f32>(dev, (vocab, d))).transpose()?;
     let mut dh_chunks = Vec::new();
     let mut losses = Vec::new();
     for chunk in target_rows.chunks(chunk_rows) {
@@ -60,8 +65,8 @@ fn on_gpu<T: Elem>(
             .float(grad_scale)
             .run(rows(c)?, THREADS)?;
         dh_chunks.push(logits.matmul(&w)?);
-        if let Some(dw) = dw.as_mut() {
-            *dw = (&*dw + logits.t()?.matmul(&hc)?.to_dtype(DType::F32)?)?;
+        if let Some(dw) = &dw {
+            super::matmul_add(dw, &logits, true, &hc, false)?;
         }
         losses.push(loss);
     }

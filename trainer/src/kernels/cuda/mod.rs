@@ -5,6 +5,7 @@
 //! in f32.
 
 mod attention;
+mod gemm;
 mod loss;
 mod nf4;
 mod norm;
@@ -12,6 +13,7 @@ mod optim;
 mod pointwise;
 
 pub(super) use attention::{attention, attention_backward};
+pub(super) use gemm::matmul_add;
 pub(super) use loss::lm_head_loss;
 pub use nf4::{Nf4Device, nf4_dequantize};
 pub(super) use norm::{rms_norm, rms_norm_backward};
@@ -121,6 +123,45 @@ pub(super) fn upload<T: candle_core::WithDType>(dev: &CudaDevice, values: &[T]) 
     )?)
 }
 
+/// The device address of the first element of the contiguous tensor `t` on `dev` (`user` names
+/// the kernel or routine in errors). The caller keeps `t` alive while the address is in use.
+pub(super) fn device_ptr(dev: &CudaDevice, t: &Tensor, user: &str) -> Result<u64> {
+    let (storage, layout) = t.storage_and_layout();
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        return Err(KernelError::Cuda(format!(
+            "{user}: an argument is not contiguous"
+        )));
+    };
+    let Storage::Cuda(s) = &*storage else {
+        return Err(KernelError::Cuda(format!(
+            "{user}: an argument is on {:?}, not the GPU",
+            t.device().location()
+        )));
+    };
+    let stream = dev.cuda_stream();
+    macro_rules! ptr_of {
+        ($ty:ty) => {{
+            let view = s.as_cuda_slice::<$ty>()?.slice(start..end);
+            let (p, _sync) = view.device_ptr(&stream);
+            p
+        }};
+    }
+    Ok(match t.dtype() {
+        DType::F32 => ptr_of!(f32),
+        DType::BF16 => ptr_of!(half::bf16),
+        DType::U32 => ptr_of!(u32),
+        DType::I64 => ptr_of!(i64),
+        DType::I32 => ptr_of!(i32),
+        DType::U8 => ptr_of!(u8),
+        DType::F64 => ptr_of!(f64),
+        other => {
+            return Err(KernelError::Cuda(format!(
+                "{user}: no pointer for a {other:?} tensor"
+            )));
+        }
+    })
+}
+
 /// One launch of a kernel of `kernels.cu`: arguments in the kernel's order, the tensors among them
 /// kept alive until the launch is queued (the stream orders their release after it).
 pub(super) struct Launch {
@@ -147,45 +188,10 @@ impl Launch {
         Self::new(dev, format!("{base}_{}", T::SUFFIX))
     }
 
-    /// A pointer to the elements of `t`, which must be contiguous and on this device.
+    /// A pointer to the elements of `t` (made contiguous), which must be on this device.
     pub(super) fn tensor(mut self, t: &Tensor) -> Result<Self> {
         let t = t.contiguous()?;
-        let ptr = {
-            let (storage, layout) = t.storage_and_layout();
-            let (start, end) = layout
-                .contiguous_offsets()
-                .expect("contiguous() gives a contiguous layout");
-            let Storage::Cuda(s) = &*storage else {
-                return Err(KernelError::Cuda(format!(
-                    "kernel {}: an argument is on {:?}, not the GPU",
-                    self.name,
-                    t.device().location()
-                )));
-            };
-            let stream = self.dev.cuda_stream();
-            macro_rules! ptr_of {
-                ($ty:ty) => {{
-                    let view = s.as_cuda_slice::<$ty>()?.slice(start..end);
-                    let (p, _sync) = view.device_ptr(&stream);
-                    p
-                }};
-            }
-            match t.dtype() {
-                DType::F32 => ptr_of!(f32),
-                DType::BF16 => ptr_of!(half::bf16),
-                DType::U32 => ptr_of!(u32),
-                DType::I32 => ptr_of!(i32),
-                DType::U8 => ptr_of!(u8),
-                DType::F64 => ptr_of!(f64),
-                other => {
-                    return Err(KernelError::Cuda(format!(
-                        "kernel {}: no pointer for a {other:?} tensor",
-                        self.name
-                    )));
-                }
-            }
-        };
-        self.args.push(ptr);
+        self.args.push(device_ptr(&self.dev, &t, &self.name)?);
         self.keep.push(t);
         Ok(self)
     }

@@ -89,20 +89,40 @@ fn rope_t<T: Elem>(
     Ok(y)
 }
 
-/// Inverted dropout of `x` with the per-(seed, stream) `key` of the hash.
-pub(in crate::kernels) fn dropout(x: &Tensor, p: f32, key: u64) -> Result<Tensor> {
-    by_dtype!("dropout", "x", x, dropout_t(x, p, key))
+/// `base + dropout(x)` (or `dropout(x)`), segment `s` of `seg` elements hashed with `keys[s]`.
+pub(in crate::kernels) fn dropout(
+    base: Option<&Tensor>,
+    x: &Tensor,
+    p: f32,
+    seg: usize,
+    keys: &[u64],
+) -> Result<Tensor> {
+    by_dtype!("dropout", "x", x, dropout_t(base, x, p, seg, keys))
 }
 
-fn dropout_t<T: Elem>(x: &Tensor, p: f32, key: u64) -> Result<Tensor> {
+fn dropout_t<T: Elem>(
+    base: Option<&Tensor>,
+    x: &Tensor,
+    p: f32,
+    seg: usize,
+    keys: &[u64],
+) -> Result<Tensor> {
     let dev = device("dropout", "x", x)?;
     let y = output::<T>(dev, x.shape())?;
     let n = x.elem_count();
-    Launch::typed::<T>(dev, "dropout")
+    let launch = Launch::typed::<T>(dev, "dropout");
+    let launch = match base {
+        Some(b) => launch.tensor(&b.to_dtype(T::DTYPE)?)?,
+        None => launch.null(),
+    };
+    // The keys travel as i64 (candle has no u64 dtype); the kernel reads the same bits.
+    let keys: Vec<i64> = keys.iter().map(|&k| k as i64).collect();
+    launch
         .tensor(x)?
         .tensor(&y)?
         .u64(n as u64)
-        .u64(key)
+        .u64(seg.max(1) as u64)
+        .tensor(&upload(dev, &keys)?)?
         .float(p)
         .float(1.0 / (1.0 - p))
         .run_elems(n)?;
