@@ -203,24 +203,23 @@ impl Block {
             linears.map(|s| s.expect("forward saved every projection"));
         let (b, t, hd) = (pass.batch, pass.seq, self.heads.dim);
 
-        let dact = self
-            .proj(DownProj)
-            .backward(&act, sd, dy, self.site(DownProj), pass, sink)?;
+        let dact =
+            self.proj(DownProj)
+                .backward(&act, sd, dy, None, self.site(DownProj), pass, sink)?;
         let (dgate, dup) = swiglu_backward(&gate, &up, &dact)?;
         let dh2 =
-            (self
-                .proj(GateProj)
-                .backward(&h2, sg, &dgate, self.site(GateProj), pass, sink)?
-                + self
-                    .proj(UpProj)
-                    .backward(&h2, su, &dup, self.site(UpProj), pass, sink)?)?;
+            self.proj(GateProj)
+                .backward(&h2, sg, &dgate, None, self.site(GateProj), pass, sink)?;
+        let dh2 =
+            self.proj(UpProj)
+                .backward(&h2, su, &dup, Some(dh2), self.site(UpProj), pass, sink)?;
         let (dx2_norm, dw2) =
             rms_norm_backward(&x2, &self.mlp_norm, &rstd2, &dh2, self.train_norms)?;
         let dx2 = (dy + dx2_norm)?;
 
-        let dattn = self
-            .proj(OProj)
-            .backward(&attn, so, &dx2, self.site(OProj), pass, sink)?;
+        let dattn =
+            self.proj(OProj)
+                .backward(&attn, so, &dx2, None, self.site(OProj), pass, sink)?;
         let out = attn.reshape((b, t, self.heads.q, hd))?;
         let dout = dattn.reshape((b, t, self.heads.q, hd))?;
         let (dq, dk, dv) = attention_backward(
@@ -246,15 +245,15 @@ impl Block {
         )?
         .reshape((b * t, self.heads.kv * hd))?;
         let dv = dv.reshape((b * t, self.heads.kv * hd))?;
-        let dh1 = ((self
+        let dh1 = self
             .proj(QProj)
-            .backward(&h1, sq, &dq, self.site(QProj), pass, sink)?
-            + self
-                .proj(KProj)
-                .backward(&h1, sk, &dk, self.site(KProj), pass, sink)?)?
-            + self
-                .proj(VProj)
-                .backward(&h1, sv, &dv, self.site(VProj), pass, sink)?)?;
+            .backward(&h1, sq, &dq, None, self.site(QProj), pass, sink)?;
+        let dh1 =
+            self.proj(KProj)
+                .backward(&h1, sk, &dk, Some(dh1), self.site(KProj), pass, sink)?;
+        let dh1 =
+            self.proj(VProj)
+                .backward(&h1, sv, &dv, Some(dh1), self.site(VProj), pass, sink)?;
         let (dx_norm, dw1) =
             rms_norm_backward(&x, &self.attn_norm, &rstd1, &dh1, self.train_norms)?;
         if let (Some(dw1), Some(dw2)) = (dw1, dw2) {

@@ -158,18 +158,25 @@ impl Linear {
         Ok((y, LinearSaved { lora_hidden }))
     }
 
-    /// Gradient of the input for `dy` (rows, out); parameter gradients go to `sink`.
+    /// Gradient of the input for `dy` (rows, out), added onto `acc` when given (the gradient of
+    /// another projection of the same input, summed without a separate pass); parameter
+    /// gradients go to `sink`.
+    #[allow(clippy::too_many_arguments)] // the forward's input and state, plus the accumulator
     pub fn backward(
         &self,
         x: &Tensor,
         saved: LinearSaved,
         dy: &Tensor,
+        acc: Option<Tensor>,
         site: Site,
         pass: &Pass,
         sink: &mut dyn GradSink,
     ) -> anyhow::Result<Tensor> {
         let w = self.weight.dense()?;
-        let mut dx = dy.matmul(&w)?;
+        let mut dx = match acc {
+            Some(acc) => matmul_add(acc, dy, false, &w, false)?,
+            None => dy.matmul(&w)?,
+        };
         if self.train_base {
             sink.add(ParamId::Proj(site.layer, site.module), dy.t()?.matmul(x)?)?;
         }

@@ -190,72 +190,7 @@ __device__ void dropout(const T* base, const T* x, T* y, size_t n, size_t seg, c
     }
 }
 
-// ---- Attention pieces (the GEMMs are cuBLAS) --------------------------------------------------
-//
-// Scores are laid out (B, Hkv, G·Tq, Tk): row r is query i = r % Tq of batch b = r / rows_per_b.
-// Query i sees key j iff j <= i + (Tk − Tq) and mask[b·Tk + j] != 0 (mask may be null).
-
-__device__ __forceinline__ bool visible(const unsigned char* mask, size_t r, int j, int tq, int tk,
-                                        size_t rows_per_b) {
-    int i = r % tq;
-    if (j > i + (tk - tq)) return false;
-    return mask == nullptr || mask[(r / rows_per_b) * tk + j] != 0;
-}
-
-// p = softmax(scale · s) over visible keys, lse = its log-sum-exp (−inf and p = 0 if none).
-template <typename T>
-__device__ void attn_softmax(const T* s, T* p, float* lse, int tq, int tk, size_t rows_per_b,
-                             const unsigned char* mask, float scale) {
-    __shared__ float sh[32];
-    size_t r = blockIdx.x;
-    const T* sr = s + r * tk;
-    float m = NEG_INF;
-    for (int j = threadIdx.x; j < tk; j += blockDim.x)
-        if (visible(mask, r, j, tq, tk, rows_per_b)) m = fmaxf(m, scale * ld(sr, j));
-    m = block_max(m, sh);
-    float z = 0.f;
-    if (m != NEG_INF)
-        for (int j = threadIdx.x; j < tk; j += blockDim.x)
-            if (visible(mask, r, j, tq, tk, rows_per_b)) z += expf(scale * ld(sr, j) - m);
-    z = block_sum(z, sh);
-    float l = m == NEG_INF ? NEG_INF : m + logf(z);
-    if (threadIdx.x == 0) lse[r] = l;
-    for (int j = threadIdx.x; j < tk; j += blockDim.x)
-        st(p + r * tk, j, visible(mask, r, j, tq, tk, rows_per_b) && l != NEG_INF ? expf(scale * ld(sr, j) - l) : 0.f);
-}
-
-// From the recomputed scores s, the saved lse and dP = dO·Vᵀ: p (for dV = Pᵀ·dO) and
-// ds = scale · p ⊙ (dP − Σ_c dO⊙O), with the row sums delta given.
-template <typename T>
-__device__ void attn_grad_scores(const T* s, const T* dp, const float* lse, const float* delta,
-                                 T* p, T* ds, int tq, int tk, size_t rows_per_b,
-                                 const unsigned char* mask, float scale) {
-    size_t r = blockIdx.x;
-    float l = lse[r], dl = delta[r];
-    for (int j = threadIdx.x; j < tk; j += blockDim.x) {
-        size_t at = r * tk + j;
-        float pv = visible(mask, r, j, tq, tk, rows_per_b) && l != NEG_INF ? expf(scale * ld(s, at) - l) : 0.f;
-        st(p, at, pv);
-        st(ds, at, scale * pv * (ld(dp, at) - dl));
-    }
-}
-
-// out[r] = Σ_c a[r][c]·b[r][c], one warp per row.
-template <typename T>
-__device__ void row_dot(const T* a, const T* b, float* out, size_t rows, int cols) {
-    size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
-    int lane = threadIdx.x & 31;
-    if (r >= rows) return;
-    float acc = 0.f;
-    for (int c = lane; c < cols; c += 32) acc += ld(a, r * cols + c) * ld(b, r * cols + c);
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) out[r] = acc;
-}
-
-// ---- Cross-entropy over a chunk of logits, gradient in place --------------------------------
-//
-// Row r with target t >= 0: loss[r] = lse − logit[t]; logits become
-// grad_scale · (softmax − onehot(t)). A row with target −1 gets loss 0 and a zero gradient.
+// ---- Vector loads and the running log-sum-exp ----------------------------------------------
 
 // Eight consecutive elements at p (16-byte aligned for bf16, 32 for f32), widened to f32, and back.
 __device__ __forceinline__ void ld8(const bf16* p, float* x) {
@@ -292,6 +227,156 @@ __device__ __forceinline__ void online_lse(float x, float& m, float& z) {
         z += expf(x - m);
     }
 }
+
+// ---- Attention pieces (the GEMMs are cuBLAS) --------------------------------------------------
+//
+// Scores are laid out (B, Hkv, G·Tq, Tk): row r is query i = r % Tq of batch b = r / rows_per_b.
+// Query i sees key j iff j <= i + (Tk − Tq) and mask[b·Tk + j] != 0 (mask may be null). One warp
+// handles a row; keys past the causal limit are never read (their outputs are written as 0), and
+// rows whose length is a multiple of 8 are read and written eight elements at a time.
+
+__device__ __forceinline__ bool key_ok(const unsigned char* mask, size_t r, int j, int tk,
+                                       size_t rows_per_b) {
+    return mask == nullptr || mask[(r / rows_per_b) * tk + j] != 0;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// p = softmax(scale · s) over visible keys, lse = its log-sum-exp (−inf and p = 0 if none).
+template <typename T>
+__device__ void attn_softmax(const T* s, T* p, float* lse, size_t rows, int tq, int tk,
+                             size_t rows_per_b, const unsigned char* mask, float scale) {
+    size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    const T* sr = s + r * tk;
+    T* pr = p + r * tk;
+    int last = (int)(r % tq) + (tk - tq);
+    bool vec = tk % 8 == 0;
+    float m = NEG_INF, z = 0.f;
+    if (vec) {
+        for (int c = lane; 8 * c <= last; c += 32) {
+            float x[8];
+            ld8(sr + 8 * c, x);
+            for (int k = 0; k < 8; ++k)
+                if (8 * c + k <= last && key_ok(mask, r, 8 * c + k, tk, rows_per_b))
+                    online_lse(scale * x[k], m, z);
+        }
+    } else {
+        for (int j = lane; j <= last; j += 32)
+            if (key_ok(mask, r, j, tk, rows_per_b)) online_lse(scale * ld(sr, j), m, z);
+    }
+    float bm = warp_max(m);
+    z = warp_sum(m == NEG_INF ? 0.f : z * expf(m - bm));
+    float l = bm == NEG_INF ? NEG_INF : bm + logf(z);
+    if (lane == 0) lse[r] = l;
+    if (vec) {
+        for (int c = lane; c < tk / 8; c += 32) {
+            float x[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+            if (8 * c <= last && l != NEG_INF) {
+                ld8(sr + 8 * c, x);
+                for (int k = 0; k < 8; ++k) {
+                    int j = 8 * c + k;
+                    x[k] = j <= last && key_ok(mask, r, j, tk, rows_per_b) ? expf(scale * x[k] - l) : 0.f;
+                }
+            }
+            st8(pr + 8 * c, x);
+        }
+    } else {
+        for (int j = lane; j < tk; j += 32)
+            st(pr, j, j <= last && l != NEG_INF && key_ok(mask, r, j, tk, rows_per_b)
+                          ? expf(scale * ld(sr, j) - l) : 0.f);
+    }
+}
+
+// From the recomputed scores s, the saved lse and dP = dO·Vᵀ: p (for dV = Pᵀ·dO) and
+// ds = scale · p ⊙ (dP − Σ_c dO⊙O), with the row sums delta given.
+template <typename T>
+__device__ void attn_grad_scores(const T* s, const T* dp, const float* lse, const float* delta,
+                                 T* p, T* ds, size_t rows, int tq, int tk, size_t rows_per_b,
+                                 const unsigned char* mask, float scale) {
+    size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    float l = lse[r], dl = delta[r];
+    int last = (int)(r % tq) + (tk - tq);
+    size_t at = r * tk;
+    if (tk % 8 == 0) {
+        for (int c = lane; c < tk / 8; c += 32) {
+            float pv[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+            float g[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+            if (8 * c <= last && l != NEG_INF) {
+                float x[8], d[8];
+                ld8(s + at + 8 * c, x);
+                ld8(dp + at + 8 * c, d);
+                for (int k = 0; k < 8; ++k) {
+                    int j = 8 * c + k;
+                    pv[k] = j <= last && key_ok(mask, r, j, tk, rows_per_b) ? expf(scale * x[k] - l) : 0.f;
+                    g[k] = scale * pv[k] * (d[k] - dl);
+                }
+            }
+            st8(p + at + 8 * c, pv);
+            st8(ds + at + 8 * c, g);
+        }
+    } else {
+        for (int j = lane; j < tk; j += 32) {
+            bool on = j <= last && l != NEG_INF && key_ok(mask, r, j, tk, rows_per_b);
+            float pv = on ? expf(scale * ld(s, at + j) - l) : 0.f;
+            st(p, at + j, pv);
+            st(ds, at + j, on ? scale * pv * (ld(dp, at + j) - dl) : 0.f);
+        }
+    }
+}
+
+// y[b][c][a][:] = x[b][a][c][:] for x of shape (nb, na, nc, d): the two middle axes swapped
+// (attention's heads-first layouts). `swap_axes_16b` moves rows of d 16-byte units.
+extern "C" __global__ void swap_axes_16b(const uint4* x, uint4* y, size_t n, int na, int nc, int d) {
+    GRID_STRIDE(i, n) {
+        size_t t = i / d;
+        int a = t % na;
+        t /= na;
+        int c = t % nc;
+        size_t b = t / nc;
+        y[i] = x[((b * na + a) * nc + c) * d + i % d];
+    }
+}
+
+template <typename T>
+__device__ void swap_axes(const T* x, T* y, size_t n, int na, int nc, int d) {
+    GRID_STRIDE(i, n) {
+        size_t t = i / d;
+        int a = t % na;
+        t /= na;
+        int c = t % nc;
+        size_t b = t / nc;
+        y[i] = x[((b * na + a) * nc + c) * d + i % d];
+    }
+}
+
+// out[r] = Σ_c a[r][c]·b[r][c], one warp per row.
+template <typename T>
+__device__ void row_dot(const T* a, const T* b, float* out, size_t rows, int cols) {
+    size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    float acc = 0.f;
+    for (int c = lane; c < cols; c += 32) acc += ld(a, r * cols + c) * ld(b, r * cols + c);
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) out[r] = acc;
+}
+
+// ---- Cross-entropy over a chunk of logits, gradient in place --------------------------------
+//
+// Row r with target t >= 0: loss[r] = lse − logit[t]; logits become
+// grad_scale · (softmax − onehot(t)). A row with target −1 gets loss 0 and a zero gradient.
 
 // One block per row. Rows whose length is a multiple of 8 are read eight elements at a time
 // (the rows then start 16-byte aligned); the log-sum-exp takes one read of the row (a running
@@ -443,16 +528,19 @@ extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* 
                                            const u64* keys, float p, float scale) {               \
         dropout(base, x, y, n, seg, keys, p, scale);                                               \
     }                                                                                              \
-    extern "C" __global__ void attn_softmax_##S(const T* s, T* p, float* lse, int tq, int tk,      \
-                                                size_t rows_per_b, const unsigned char* mask,      \
-                                                float scale) {                                     \
-        attn_softmax(s, p, lse, tq, tk, rows_per_b, mask, scale);                                  \
+    extern "C" __global__ void attn_softmax_##S(const T* s, T* p, float* lse, size_t rows, int tq, \
+                                                int tk, size_t rows_per_b,                         \
+                                                const unsigned char* mask, float scale) {          \
+        attn_softmax(s, p, lse, rows, tq, tk, rows_per_b, mask, scale);                            \
     }                                                                                              \
     extern "C" __global__ void attn_grad_scores_##S(const T* s, const T* dp, const float* lse,     \
-                                                    const float* delta, T* p, T* ds, int tq,       \
-                                                    int tk, size_t rows_per_b,                     \
+                                                    const float* delta, T* p, T* ds, size_t rows,  \
+                                                    int tq, int tk, size_t rows_per_b,             \
                                                     const unsigned char* mask, float scale) {      \
-        attn_grad_scores(s, dp, lse, delta, p, ds, tq, tk, rows_per_b, mask, scale);               \
+        attn_grad_scores(s, dp, lse, delta, p, ds, rows, tq, tk, rows_per_b, mask, scale);         \
+    }                                                                                              \
+    extern "C" __global__ void swap_axes_##S(const T* x, T* y, size_t n, int na, int nc, int d) {  \
+        swap_axes(x, y, n, na, nc, d);                                                             \
     }                                                                                              \
     extern "C" __global__ void row_dot_##S(const T* a, const T* b, float* out, size_t rows,        \
                                            int cols) { row_dot(a, b, out, rows, cols); }          \
