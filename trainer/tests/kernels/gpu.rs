@@ -9,7 +9,8 @@
 use candle_core::{DType, Device, Tensor};
 use ferrotune::kernels::{
     RopeTable, attention, attention_backward, dropout, dropout_add, embedding, embedding_backward,
-    lm_head_loss, rms_norm, rms_norm_backward, rope, rope_backward, swiglu, swiglu_backward,
+    lm_head_loss, matmul_add, rms_norm, rms_norm_backward, rope, rope_backward, swiglu,
+    swiglu_backward,
 };
 use rand::Rng;
 
@@ -209,13 +210,58 @@ fn dropout_masks_match_the_cpu_exactly() {
 }
 
 #[test]
+fn matmul_add_accumulates_into_the_output() {
+    let Some(dev) = gpu() else { return };
+    let mut r = rng(9);
+    let (m, k, n) = (37, 70, 53);
+    let c = uniform(&mut r, &[m, n], 1.0);
+    for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
+        let a = uniform(&mut r, &if a_t { [k, m] } else { [m, k] }, 1.0);
+        let b = uniform(&mut r, &if b_t { [n, k] } else { [k, n] }, 1.0);
+        let want = matmul_add(c.clone(), &a, a_t, &b, b_t).unwrap();
+        // Inputs in f32 and bf16; the output in the inputs' dtype, or f32 under bf16 inputs.
+        for (dtype, c_dtype, rtol) in [
+            (DType::F32, DType::F32, F32_RTOL),
+            (DType::BF16, DType::BF16, BF16_RTOL),
+            (DType::BF16, DType::F32, BF16_RTOL),
+        ] {
+            let (ar, br) = (rounded(&a, dtype), rounded(&b, dtype));
+            let want = matmul_add(rounded(&c, c_dtype), &ar, a_t, &br, b_t).unwrap();
+            let got = matmul_add(
+                up(&c, &dev, c_dtype),
+                &up(&a, &dev, dtype),
+                a_t,
+                &up(&b, &dev, dtype),
+                b_t,
+            )
+            .unwrap();
+            assert_eq!(got.dtype(), c_dtype);
+            assert_close(
+                &format!("{dtype:?} into {c_dtype:?}, a_t {a_t}, b_t {b_t}"),
+                &host(&got),
+                &want,
+                rtol,
+            );
+        }
+        let plain = (&c + op(&a, a_t).matmul(&op(&b, b_t)).unwrap()).unwrap();
+        assert_close("cpu", &want, &plain, 1e-6);
+    }
+}
+
+fn op(x: &Tensor, t: bool) -> Tensor {
+    if t { x.t().unwrap() } else { x.clone() }
+}
+
+#[test]
 fn attention_forward_and_backward() {
     let Some(dev) = gpu() else { return };
     let mut r = rng(6);
     // Grouped heads, more keys than queries (a cache), a padded key mask with a fully masked row.
-    for (b, tq, tk, h, hkv, hd, masked) in
-        [(2, 33, 33, 6, 2, 32, false), (2, 17, 40, 4, 1, 64, true)]
-    {
+    for (b, tq, tk, h, hkv, hd, masked) in [
+        (2, 33, 33, 6, 2, 32, false),
+        (2, 17, 40, 4, 1, 64, true),
+        (1, 64, 64, 4, 2, 64, false),
+    ] {
         let q = uniform(&mut r, &[b, tq, h, hd], 1.5);
         let k = uniform(&mut r, &[b, tk, hkv, hd], 1.5);
         let v = uniform(&mut r, &[b, tk, hkv, hd], 1.0);
