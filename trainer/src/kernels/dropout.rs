@@ -98,7 +98,8 @@ fn apply(
             ),
         });
     }
-    let seg = x.elem_count() / streams.len();
+    // Elements per segment (at least 1, so an empty tensor still splits into chunks).
+    let seg = (x.elem_count() / streams.len()).max(1);
     let keys: Vec<u64> = streams.iter().map(|&s| key(seed, s)).collect();
     match x.device() {
         Device::Cpu => {
@@ -109,9 +110,9 @@ fn apply(
             };
             let scale = 1.0 / (1.0 - p);
             // Chunks never straddle a segment: each lies in one sequence's block.
-            let chunk = CHUNK.min(seg.max(1));
-            y.par_chunks_mut(seg.max(1))
-                .zip(xs.par_chunks(seg.max(1)))
+            let chunk = CHUNK.min(seg);
+            y.par_chunks_mut(seg)
+                .zip(xs.par_chunks(seg))
                 .zip(&keys)
                 .flat_map(|((y, x), &key)| {
                     y.par_chunks_mut(chunk)

@@ -64,10 +64,11 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// call (f32 accumulation, `c` rounded once), so `c` must be a tensor no one else holds, such as
 /// a fresh product; its dtype is f32 or that of `a` and `b`. On the CPU it is `c + a·b`.
 pub fn matmul_add(c: Tensor, a: &Tensor, a_t: bool, b: &Tensor, b_t: bool) -> Result<Tensor> {
-    let view = |x: &Tensor, t: bool| if t { x.t() } else { Ok(x.clone()) };
-    let (a, b) = (view(a, a_t)?, view(b, b_t)?);
-    let (m, k) = a.dims2()?;
-    let (k2, n) = b.dims2()?;
+    let dims = |x: &Tensor, t: bool| -> Result<(usize, usize)> {
+        let (r, c) = x.dims2()?;
+        Ok(if t { (c, r) } else { (r, c) })
+    };
+    let ((m, k), (k2, n)) = (dims(a, a_t)?, dims(b, b_t)?);
     if k != k2 || c.dims2()? != (m, n) || a.dtype() != b.dtype() {
         return Err(candle_core::Error::ShapeMismatchBinaryOp {
             lhs: c.shape().clone(),
@@ -81,12 +82,13 @@ pub fn matmul_add(c: Tensor, a: &Tensor, a_t: bool, b: &Tensor, b_t: bool) -> Re
         Device::Cuda(_)
             if c.is_contiguous() && (c.dtype() == DType::F32 || c.dtype() == a.dtype()) =>
         {
-            // The transposed views are undone: cuBLAS reads the stored buffers with op flags.
-            let (a, b) = (view(&a, a_t)?, view(&b, b_t)?);
-            super::cuda::matmul_add(&c, &a, a_t, &b, b_t)?;
+            super::cuda::matmul_add(&c, a, a_t, b, b_t)?;
             Ok(c)
         }
-        _ => Ok((&c + a.matmul(&b)?.to_dtype(c.dtype())?)?),
+        _ => {
+            let op = |x: &Tensor, t: bool| if t { x.t() } else { Ok(x.clone()) };
+            Ok((&c + op(a, a_t)?.matmul(&op(b, b_t)?)?.to_dtype(c.dtype())?)?)
+        }
     }
 }
 

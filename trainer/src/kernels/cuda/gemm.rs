@@ -8,13 +8,13 @@ use cudarc::cublas::sys;
 use super::{device, device_ptr};
 use crate::kernels::{KernelError, Result};
 
-fn cuda_type(dtype: DType) -> Result<sys::cudaDataType> {
-    match dtype {
+fn cuda_type(input: &'static str, t: &Tensor) -> Result<sys::cudaDataType> {
+    match t.dtype() {
         DType::F32 => Ok(sys::cudaDataType::CUDA_R_32F),
         DType::BF16 => Ok(sys::cudaDataType::CUDA_R_16BF),
         got => Err(KernelError::DType {
             kernel: "matmul_add",
-            input: "c",
+            input,
             got,
             allowed: "f32 or bf16",
         }),
@@ -68,14 +68,14 @@ pub(in crate::kernels) fn matmul_add(
             int(k)?,
             (&alpha as *const f32).cast(),
             pa as *const _,
-            cuda_type(b.dtype())?,
+            cuda_type("b", &b)?,
             int(lda)?,
             pb as *const _,
-            cuda_type(a.dtype())?,
+            cuda_type("a", &a)?,
             int(ldb)?,
             (&beta as *const f32).cast(),
             pc as *mut _,
-            cuda_type(c.dtype())?,
+            cuda_type("c", c)?,
             int(n)?,
             sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
             sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,

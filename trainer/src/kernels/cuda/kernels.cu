@@ -338,17 +338,6 @@ __device__ void attn_grad_scores(const T* s, const T* dp, const float* lse, cons
 
 // y[b][c][a][:] = x[b][a][c][:] for x of shape (nb, na, nc, d): the two middle axes swapped
 // (attention's heads-first layouts). `swap_axes_16b` moves rows of d 16-byte units.
-extern "C" __global__ void swap_axes_16b(const uint4* x, uint4* y, size_t n, int na, int nc, int d) {
-    GRID_STRIDE(i, n) {
-        size_t t = i / d;
-        int a = t % na;
-        t /= na;
-        int c = t % nc;
-        size_t b = t / nc;
-        y[i] = x[((b * na + a) * nc + c) * d + i % d];
-    }
-}
-
 template <typename T>
 __device__ void swap_axes(const T* x, T* y, size_t n, int na, int nc, int d) {
     GRID_STRIDE(i, n) {
@@ -359,6 +348,10 @@ __device__ void swap_axes(const T* x, T* y, size_t n, int na, int nc, int d) {
         size_t b = t / nc;
         y[i] = x[((b * na + a) * nc + c) * d + i % d];
     }
+}
+
+extern "C" __global__ void swap_axes_16b(const uint4* x, uint4* y, size_t n, int na, int nc, int d) {
+    swap_axes(x, y, n, na, nc, d);
 }
 
 // out[r] = Σ_c a[r][c]·b[r][c], one warp per row.

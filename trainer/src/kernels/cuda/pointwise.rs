@@ -121,7 +121,7 @@ fn dropout_t<T: Elem>(
         .tensor(x)?
         .tensor(&y)?
         .u64(n as u64)
-        .u64(seg.max(1) as u64)
+        .u64(seg as u64)
         .tensor(&upload(dev, &keys)?)?
         .float(p)
         .float(1.0 / (1.0 - p))
