@@ -4,7 +4,7 @@
 mod common;
 
 use common::tensors::TensorFile;
-use ferrotune::train::clip::{clip_coefficient, clip_grad_norm, scale, sum_of_squares};
+use ferrotune::train::clip::{clip_coefficient, sum_of_squares};
 use ferrotune::train::optim::{AdamW, AdamWConfig, OptimError, Segment};
 use ferrotune::train::schedule::learning_rate;
 use ferrotune_config::{Schedule, TrainingConfig};
@@ -389,48 +389,63 @@ fn clipping_matches_torch() {
         let torch_norm = file.f64(&format!("clip_{name}.total_norm"))[0];
         let expected = file.f32(&format!("clip_{name}.clipped"));
 
-        let mut clipped = grads.clone();
-        let norm = clip_grad_norm(&mut clipped, max_norm);
+        let norm = sum_of_squares(&grads).sqrt();
         assert!(
             (norm - torch_norm).abs() <= 1e-6 * torch_norm,
             "{name}: norm {norm} vs torch {torch_norm}"
         );
+        let coefficient = clip_coefficient(norm, max_norm);
+        assert_eq!(name == "unclipped", coefficient == 1.0, "{name}");
+        let clipped: Vec<f32> = grads.iter().map(|g| g * coefficient).collect();
         let error = max_relative(&clipped, &expected, scale_floor(&expected));
         assert!(
             error <= 1e-6,
             "{name}: clipped gradients differ by {error:e}"
         );
-        assert_eq!(name == "unclipped", clipped == grads, "{name}");
+        // The trainer does not scale the buffer: AdamW multiplies each gradient by the
+        // coefficient as it reads it, which is a step on the clipped gradients, bit for bit.
+        let segments = [Segment {
+            offset: 0,
+            len: grads.len(),
+            decay: true,
+        }];
+        let start = normal(11, grads.len());
+        let (mut fused, mut stepped) = (start.clone(), start);
+        AdamW::new(
+            AdamWConfig::from_training(&TrainingConfig::default()),
+            grads.len(),
+        )
+        .step_scaled(&mut fused, &grads, &segments, 1e-3, coefficient)
+        .unwrap();
+        AdamW::new(
+            AdamWConfig::from_training(&TrainingConfig::default()),
+            grads.len(),
+        )
+        .step(&mut stepped, &clipped, &segments, 1e-3)
+        .unwrap();
+        assert_eq!(fused, stepped, "{name}");
 
-        // Ranks holding halves: all-reduce the partial sums, then scale each half.
+        // Ranks holding halves all-reduce their partial sums: the same norm.
         let (left, right) = grads.split_at(200);
         let total = (sum_of_squares(left) + sum_of_squares(right)).sqrt();
         assert!((total - norm).abs() <= 1e-12 * norm);
-        let coefficient = clip_coefficient(total, max_norm);
-        let mut halves = [left.to_vec(), right.to_vec()];
-        halves.iter_mut().for_each(|half| scale(half, coefficient));
-        let error = max_relative(&halves.concat(), &expected, scale_floor(&expected));
-        assert!(
-            error <= 1e-6,
-            "{name}: sharded clipping differs by {error:e}"
-        );
     }
 }
 
 #[test]
-fn clipping_disabled_only_measures() {
-    let mut grads = normal(5, 1000);
-    let before = grads.clone();
-    let norm = clip_grad_norm(&mut grads, 0.0);
-    let expected = before
+fn clipping_coefficient_edges() {
+    let grads = normal(5, 1000);
+    let norm = sum_of_squares(&grads).sqrt();
+    let expected = grads
         .iter()
         .map(|&g| f64::from(g).powi(2))
         .sum::<f64>()
         .sqrt();
     assert!((norm - expected).abs() < 1e-9 * expected);
-    assert_eq!(grads, before);
     assert!(clip_coefficient(f64::NAN, 1.0).is_nan());
     assert_eq!(clip_coefficient(0.5, 1.0), 1.0);
+    let c = clip_coefficient(4.0, 1.0);
+    assert!((c - 0.25).abs() < 1e-6, "{c}");
 }
 
 #[test]

@@ -104,6 +104,7 @@ fn apply(
     match x.device() {
         Device::Cpu => {
             let xs = read(kernel, "x", x)?;
+            let has_base = base.is_some();
             let mut y = match base {
                 Some(b) => read(kernel, "base", b)?.to_vec(),
                 None => vec![0.0f32; xs.len()],
@@ -124,7 +125,7 @@ fn apply(
                     let start = (c * chunk) as u64;
                     for (i, (y, x)) in y.iter_mut().zip(x).enumerate() {
                         if keep_with_key(key, start + i as u64, p) {
-                            *y += x * scale;
+                            *y = if has_base { *y + x * scale } else { x * scale };
                         }
                     }
                 });

@@ -1,6 +1,7 @@
 //! `x·wᵀ` for a projection weight `w: (out, in)`. Few rows (decoding) go through dot products
 //! that stream each weight row once without packing it; many rows go through candle's GEMM.
-//! [`matmul_add`] adds a product onto an existing output (in place on the GPU).
+//! [`matmul_add`] adds a product onto an existing output (in place on the GPU), and
+//! [`matmul_add_into`] into a slice of a flat f32 buffer on the GPU.
 
 #[cfg(feature = "cuda")]
 use candle_core::DType;
@@ -8,7 +9,7 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::Result;
-use super::cpu::{dims, read, tensor};
+use super::cpu::{dims, read, tensor, unsupported};
 use super::linalg::dot;
 
 /// Row counts up to this use the dot-product path: at decoding sizes GEMM spends as long packing
@@ -64,18 +65,8 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// call (f32 accumulation, `c` rounded once), so `c` must be a tensor no one else holds, such as
 /// a fresh product; its dtype is f32 or that of `a` and `b`. On the CPU it is `c + a·b`.
 pub fn matmul_add(c: Tensor, a: &Tensor, a_t: bool, b: &Tensor, b_t: bool) -> Result<Tensor> {
-    let dims = |x: &Tensor, t: bool| -> Result<(usize, usize)> {
-        let (r, c) = x.dims2()?;
-        Ok(if t { (c, r) } else { (r, c) })
-    };
-    let ((m, k), (k2, n)) = (dims(a, a_t)?, dims(b, b_t)?);
-    if k != k2 || c.dims2()? != (m, n) || a.dtype() != b.dtype() {
-        return Err(candle_core::Error::ShapeMismatchBinaryOp {
-            lhs: c.shape().clone(),
-            rhs: a.shape().clone(),
-            op: "matmul_add",
-        }
-        .into());
+    if product_dims(a, a_t, b, b_t) != Some(c.dims2()?) {
+        return Err(mismatch(&c, a, "matmul_add"));
     }
     match c.device() {
         #[cfg(feature = "cuda")]
@@ -85,11 +76,56 @@ pub fn matmul_add(c: Tensor, a: &Tensor, a_t: bool, b: &Tensor, b_t: bool) -> Re
             super::cuda::matmul_add(&c, a, a_t, b, b_t)?;
             Ok(c)
         }
-        _ => {
-            let op = |x: &Tensor, t: bool| if t { x.t() } else { Ok(x.clone()) };
-            Ok((&c + op(a, a_t)?.matmul(&op(b, b_t)?)?.to_dtype(c.dtype())?)?)
+        _ => Ok((&c + matmul_t(a, a_t, b, b_t)?.to_dtype(c.dtype())?)?),
+    }
+}
+
+/// `op(a)·op(b)`, `op(x)` being `xᵀ` when its flag is set.
+pub fn matmul_t(a: &Tensor, a_t: bool, b: &Tensor, b_t: bool) -> Result<Tensor> {
+    let op = |x: &Tensor, t: bool| if t { x.t() } else { Ok(x.clone()) };
+    Ok(op(a, a_t)?.matmul(&op(b, b_t)?)?)
+}
+
+/// `dst[offset..offset + M·N] += op(a)·op(b)`, `op` as in [`matmul_add`], for a flat f32 buffer
+/// on the GPU, in place by one cuBLAS call: a weight gradient added into the flat gradient buffer
+/// without a product tensor. The CPU keeps that buffer in host memory, so only the GPU path
+/// exists.
+pub fn matmul_add_into(
+    dst: &Tensor,
+    offset: usize,
+    a: &Tensor,
+    a_t: bool,
+    b: &Tensor,
+    b_t: bool,
+) -> Result<()> {
+    let mn = product_dims(a, a_t, b, b_t).ok_or_else(|| mismatch(a, b, "matmul_add_into"))?;
+    match dst.device() {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => super::cuda::matmul_add_into(dst, offset, mn, a, a_t, b, b_t),
+        device => {
+            let _ = (offset, mn);
+            Err(unsupported("matmul_add_into", device))
         }
     }
+}
+
+/// `(M, N)` of `op(a)·op(b)`, or `None` when the inner sizes or the dtypes differ.
+fn product_dims(a: &Tensor, a_t: bool, b: &Tensor, b_t: bool) -> Option<(usize, usize)> {
+    let dims = |x: &Tensor, t: bool| {
+        let (r, c) = x.dims2().ok()?;
+        Some(if t { (c, r) } else { (r, c) })
+    };
+    let ((m, k), (k2, n)) = (dims(a, a_t)?, dims(b, b_t)?);
+    (k == k2 && a.dtype() == b.dtype()).then_some((m, n))
+}
+
+fn mismatch(lhs: &Tensor, rhs: &Tensor, op: &'static str) -> super::KernelError {
+    candle_core::Error::ShapeMismatchBinaryOp {
+        lhs: lhs.shape().clone(),
+        rhs: rhs.shape().clone(),
+        op,
+    }
+    .into()
 }
 
 #[cfg(test)]

@@ -178,15 +178,18 @@ impl Linear {
             None => dy.matmul(&w)?,
         };
         if self.train_base {
-            sink.add(ParamId::Proj(site.layer, site.module), dy.t()?.matmul(x)?)?;
+            sink.add_product(ParamId::Proj(site.layer, site.module), dy, true, x, false)?;
         }
         if let (Some(l), Some(h)) = (&self.lora, saved.lora_hidden) {
-            sink.add(ParamId::LoraB(site.layer, site.module), dy.t()?.matmul(&h)?)?;
+            sink.add_product(ParamId::LoraB(site.layer, site.module), dy, true, &h, false)?;
             let dh = (dy.matmul(&l.b)? * l.scale)?;
             let xd = pass.lora_dropout(x, l.dropout, site)?;
-            sink.add(
+            sink.add_product(
                 ParamId::LoraA(site.layer, site.module),
-                dh.t()?.matmul(&xd)?,
+                &dh,
+                true,
+                &xd,
+                false,
             )?;
             dx = pass.lora_dropout_add(&dx, &dh.matmul(&l.a)?, l.dropout, site)?;
         }

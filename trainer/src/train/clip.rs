@@ -1,8 +1,8 @@
 //! Gradient clipping by global L2 norm, as `torch.nn.utils.clip_grad_norm_(max_norm, 2)`.
 //!
 //! Split in two so that distributed ranks can all-reduce their partial [`sum_of_squares`] before
-//! taking the square root: `coefficient = clip_coefficient(sum.sqrt(), max_norm)`, then
-//! [`scale`] every rank's gradients by it.
+//! taking the square root: `coefficient = clip_coefficient(sum.sqrt(), max_norm)`, which AdamW
+//! multiplies every gradient by as it reads it.
 
 use rayon::prelude::*;
 
@@ -24,22 +24,4 @@ pub fn sum_of_squares(grads: &[f32]) -> f64 {
 pub fn clip_coefficient(total_norm: f64, max_norm: f64) -> f32 {
     let coefficient = (1.0 / (total_norm as f32 + 1e-6_f64 as f32)) * max_norm as f32;
     if coefficient > 1.0 { 1.0 } else { coefficient }
-}
-
-/// Multiplies every gradient by `coefficient` (in parallel).
-pub fn scale(grads: &mut [f32], coefficient: f32) {
-    grads
-        .par_chunks_mut(CHUNK)
-        .for_each(|chunk| chunk.iter_mut().for_each(|g| *g *= coefficient));
-}
-
-/// Clips one buffer holding all the gradients to global norm `max_norm` and returns the norm
-/// before clipping. A `max_norm` of 0 or less only measures the norm, as Hugging Face's Trainer
-/// skips clipping then.
-pub fn clip_grad_norm(grads: &mut [f32], max_norm: f64) -> f64 {
-    let total_norm = sum_of_squares(grads).sqrt();
-    if max_norm > 0.0 {
-        scale(grads, clip_coefficient(total_norm, max_norm));
-    }
-    total_norm
 }

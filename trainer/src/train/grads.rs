@@ -3,6 +3,7 @@
 //! buffer is in host memory, or on the model's GPU when the optimizer steps there.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use anyhow::{Context, ensure};
 use candle_core::{DType, Tensor};
@@ -28,7 +29,7 @@ pub struct Entry {
 
 impl Entry {
     /// The entry's elements in the flat buffer.
-    pub fn range(&self) -> std::ops::Range<usize> {
+    pub fn range(&self) -> Range<usize> {
         self.offset..self.offset + self.len
     }
 }
@@ -136,19 +137,26 @@ impl FlatGrads {
     }
 }
 
-impl GradSink for FlatGrads {
-    fn add(&mut self, id: ParamId, grad: Tensor) -> anyhow::Result<()> {
+impl FlatGrads {
+    /// The range of `id` in the flat buffer, checked to hold `count` elements.
+    fn range_of(&self, id: ParamId, count: usize) -> anyhow::Result<(usize, Range<usize>)> {
         let i = *self
             .index
             .get(&id)
             .with_context(|| format!("gradient for {id}, which is not trainable"))?;
         let range = self.entries[i].range();
         ensure!(
-            grad.elem_count() == range.len(),
-            "gradient of {id} has {} elements, expected {}",
-            grad.elem_count(),
+            count == range.len(),
+            "gradient of {id} has {count} elements, expected {}",
             range.len()
         );
+        Ok((i, range))
+    }
+}
+
+impl GradSink for FlatGrads {
+    fn add(&mut self, id: ParamId, grad: Tensor) -> anyhow::Result<()> {
+        let (i, range) = self.range_of(id, grad.elem_count())?;
         let grads = match &mut self.grads {
             Flat::Device(flat) => return Ok(kernels::accumulate(flat, range.start, &grad)?),
             Flat::Host(grads) => grads,
@@ -166,5 +174,22 @@ impl GradSink for FlatGrads {
             *g += d;
         }
         Ok(())
+    }
+
+    fn add_product(
+        &mut self,
+        id: ParamId,
+        a: &Tensor,
+        a_t: bool,
+        b: &Tensor,
+        b_t: bool,
+    ) -> anyhow::Result<()> {
+        let Flat::Device(flat) = &self.grads else {
+            return self.add(id, kernels::matmul_t(a, a_t, b, b_t)?);
+        };
+        let m = a.dim(if a_t { 1 } else { 0 })?;
+        let n = b.dim(if b_t { 0 } else { 1 })?;
+        let (_, range) = self.range_of(id, m * n)?;
+        Ok(kernels::matmul_add_into(flat, range.start, a, a_t, b, b_t)?)
     }
 }

@@ -9,8 +9,8 @@
 use candle_core::{DType, Device, Tensor};
 use ferrotune::kernels::{
     RopeTable, attention, attention_backward, dropout, dropout_add, embedding, embedding_backward,
-    lm_head_loss, matmul_add, rms_norm, rms_norm_backward, rope, rope_backward, swiglu,
-    swiglu_backward,
+    lm_head_loss, matmul_add, matmul_add_into, matmul_t, rms_norm, rms_norm_backward, rope,
+    rope_backward, swiglu, swiglu_backward,
 };
 use rand::Rng;
 
@@ -243,13 +243,63 @@ fn matmul_add_accumulates_into_the_output() {
                 rtol,
             );
         }
-        let plain = (&c + op(&a, a_t).matmul(&op(&b, b_t)).unwrap()).unwrap();
+        let plain = (&c + matmul_t(&a, a_t, &b, b_t).unwrap()).unwrap();
         assert_close("cpu", &want, &plain, 1e-6);
     }
 }
 
-fn op(x: &Tensor, t: bool) -> Tensor {
-    if t { x.t().unwrap() } else { x.clone() }
+#[test]
+fn matmul_add_into_adds_into_its_slice_of_a_flat_buffer_only() {
+    let Some(dev) = gpu() else { return };
+    let mut r = rng(12);
+    let (m, k, n, offset, tail) = (29, 64, 41, 77, 13);
+    let len = offset + m * n + tail;
+    let flat = uniform(&mut r, &[len], 1.0);
+    for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
+        let a = uniform(&mut r, &if a_t { [k, m] } else { [m, k] }, 1.0);
+        let b = uniform(&mut r, &if b_t { [n, k] } else { [k, n] }, 1.0);
+        for (dtype, rtol) in [(DType::F32, F32_RTOL), (DType::BF16, BF16_RTOL)] {
+            let (ar, br) = (rounded(&a, dtype), rounded(&b, dtype));
+            let slice = flat
+                .narrow(0, offset, m * n)
+                .unwrap()
+                .reshape((m, n))
+                .unwrap();
+            let sum = matmul_add(slice, &ar, a_t, &br, b_t).unwrap();
+            let want = Tensor::cat(
+                &[
+                    &flat.narrow(0, 0, offset).unwrap(),
+                    &sum.flatten_all().unwrap(),
+                    &flat.narrow(0, offset + m * n, tail).unwrap(),
+                ],
+                0,
+            )
+            .unwrap();
+            let got = up(&flat, &dev, DType::F32);
+            let (ad, bd) = (up(&a, &dev, dtype), up(&b, &dev, dtype));
+            matmul_add_into(&got, offset, &ad, a_t, &bd, b_t).unwrap();
+            let got = host(&got);
+            let what = format!("{dtype:?}, a_t {a_t}, b_t {b_t}");
+            assert_close(&what, &got, &want, rtol);
+            // Outside the slice the buffer is untouched, bit for bit.
+            for range in [0..offset, offset + m * n..len] {
+                let part = |t: &Tensor| {
+                    t.narrow(0, range.start, range.len())
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                };
+                assert_eq!(part(&got), part(&flat), "{what}: outside {range:?}");
+            }
+        }
+    }
+    // A product larger than the buffer's remainder is refused.
+    let (a, b) = (
+        up(&uniform(&mut r, &[m, k], 1.0), &dev, DType::F32),
+        up(&uniform(&mut r, &[k, n], 1.0), &dev, DType::F32),
+    );
+    let small = up(&flat.narrow(0, 0, m * n - 1).unwrap(), &dev, DType::F32);
+    assert!(matmul_add_into(&small, 0, &a, false, &b, false).is_err());
 }
 
 #[test]

@@ -170,7 +170,7 @@ fn backward<T: Elem>(
         .tensor(&delta)?
         .u64(n_rows as u64)
         .int(g.hd)?
-        .run_elems(n_rows * 32)?;
+        .run(warps(n_rows)?, THREADS)?;
     let s = qg.matmul(&kh.t()?)?;
     let dp = dog.matmul(&vh.t()?)?;
     let p = output::<T>(dev, s.shape())?;

@@ -1,10 +1,12 @@
 //! `C += op(A)·op(B)` through cuBLAS with C updated in place: the LoRA product added onto the
-//! base projection's output, and the LM head's weight gradient summed over row chunks into an
-//! f32 buffer, each without a separate product tensor and addition pass.
+//! base projection's output, the LM head's weight gradient summed over row chunks into an f32
+//! buffer, and weight gradients added into the flat f32 gradient buffer, each without a separate
+//! product tensor and addition pass.
 
 use candle_core::{DType, Tensor};
 use cudarc::cublas::sys;
 
+use super::optim::flat_f32;
 use super::{device, device_ptr};
 use crate::kernels::{KernelError, Result};
 
@@ -82,4 +84,20 @@ pub(in crate::kernels) fn matmul_add(
         )
     }
     .map_err(|e| KernelError::Cuda(format!("matmul_add: cuBLAS: {e:?}")))
+}
+
+/// `dst[offset..offset + m·n] += op(a)·op(b)` in place, for a flat f32 `dst` and an `(m, n)`
+/// product whose operand shapes the caller checked.
+pub(in crate::kernels) fn matmul_add_into(
+    dst: &Tensor,
+    offset: usize,
+    (m, n): (usize, usize),
+    a: &Tensor,
+    a_t: bool,
+    b: &Tensor,
+    b_t: bool,
+) -> Result<()> {
+    flat_f32("matmul_add_into", "dst", dst, offset + m * n)?;
+    let c = dst.narrow(0, offset, m * n)?.reshape((m, n))?;
+    matmul_add(&c, a, a_t, b, b_t)
 }

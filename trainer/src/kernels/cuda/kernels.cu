@@ -176,17 +176,25 @@ __device__ __forceinline__ u64 mix64(u64 z) {
     return z ^ (z >> 31);
 }
 
-// y = base + dropout(x) (base may be null). x is split into equal segments of `seg` elements
-// (one per sequence); segment s uses keys[s] and counts its elements from 0.
+// y = base + dropout(x) (base may be null; a dropped element keeps base, or is 0). x is split
+// into equal segments of `seg` elements (one per sequence); segment s uses keys[s] and counts its
+// elements from 0. Each product and sum is rounded once, as on the CPU; the segment index takes a
+// 32-bit division where the tensor allows it.
 template <typename T>
 __device__ void dropout(const T* base, const T* x, T* y, size_t n, size_t seg, const u64* keys,
                         float p, float scale) {
+    bool narrow = n <= 0xffffffffull;
     GRID_STRIDE(i, n) {
-        size_t s = i / seg;
+        size_t s = narrow ? (size_t)((unsigned)i / (unsigned)seg) : i / seg;
         u64 bits = mix64(keys[s] + (i - s * seg + 1) * 0x9E3779B97F4A7C15ull);
         float u = (float)(bits >> 40) * (1.f / 16777216.f);
-        float v = u >= p ? ld(x, i) * scale : 0.f;
-        st(y, i, base ? ld(base, i) + v : v);
+        float b = base ? ld(base, i) : 0.f;
+        if (u >= p) {
+            float v = __fmul_rn(ld(x, i), scale);
+            st(y, i, base ? __fadd_rn(b, v) : v);
+        } else {
+            st(y, i, b);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ mod optim;
 mod pointwise;
 
 pub(super) use attention::{attention, attention_backward};
-pub(super) use gemm::matmul_add;
+pub(super) use gemm::{matmul_add, matmul_add_into};
 pub(super) use loss::lm_head_loss;
 pub use nf4::{Nf4Device, nf4_dequantize};
 pub(super) use norm::{rms_norm, rms_norm_backward};

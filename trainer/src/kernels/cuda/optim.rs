@@ -11,7 +11,12 @@ use crate::kernels::{AdamWStep, KernelError, Result};
 const NORM_BLOCKS: usize = 1024;
 
 /// Checks that `t` is a contiguous f32 buffer of at least `end` elements on the GPU.
-fn flat_f32(kernel: &'static str, name: &'static str, t: &Tensor, end: usize) -> Result<()> {
+pub(super) fn flat_f32(
+    kernel: &'static str,
+    name: &'static str,
+    t: &Tensor,
+    end: usize,
+) -> Result<()> {
     device(kernel, name, t)?;
     if t.dtype() != DType::F32 || !t.is_contiguous() || t.elem_count() < end {
         return Err(KernelError::Cuda(format!(
