@@ -30,19 +30,31 @@ pub struct LmHeadLoss {
     pub n_targets: usize,
     /// `grad_scale · ∂loss_sum/∂h`, `(N, D)`; zero in rows without a target.
     pub dh: Tensor,
-    /// `grad_scale · ∂loss_sum/∂w`, `(V, D)`, when asked for.
+    /// `grad_scale · ∂loss_sum/∂w`, `(V, D)`, when asked for ([`HeadGrad::Return`]).
     pub dw: Option<Tensor>,
+}
+
+/// What [`lm_head_loss`] does with the head's weight gradient.
+#[derive(Debug, Clone, Copy)]
+pub enum HeadGrad<'a> {
+    /// Nothing: the head is frozen.
+    Skip,
+    /// Returns it as [`LmHeadLoss::dw`].
+    Return,
+    /// Adds it into `flat[offset..offset + V·D]`, an f32 buffer on the GPU (the trainer's flat
+    /// gradient buffer), chunk by chunk, with no `(V, D)` tensor of its own.
+    Into(&'a Tensor, usize),
 }
 
 /// Cross-entropy of the logits `h: (N, D) · w: (V, D)ᵀ` against `targets` (one per row, `-1` for
 /// a row without a target), with the gradients scaled by `grad_scale` (e.g. 1 / tokens in the
-/// batch). `dw` is computed only when `need_dw` (it is not for a frozen head).
+/// batch); `dw` says what becomes of the weight gradient.
 pub fn lm_head_loss(
     h: &Tensor,
     w: &Tensor,
     targets: &[i32],
     grad_scale: f32,
-    need_dw: bool,
+    dw: HeadGrad,
 ) -> Result<LmHeadLoss> {
     let [n, d] = dims(KERNEL, "h", h)?;
     let [vocab, wd] = dims(KERNEL, "w", w)?;
@@ -65,14 +77,25 @@ pub fn lm_head_loss(
             _ => return Err(KernelError::TargetOutOfRange { row, target, vocab }),
         }
     }
-    match h.device() {
-        Device::Cpu => on_cpu(h, w, targets, &rows, grad_scale, need_dw),
+    match (h.device(), dw) {
+        (Device::Cpu, HeadGrad::Into(..)) => Err(KernelError::Argument {
+            kernel: KERNEL,
+            detail: "the weight gradient can be added into a GPU buffer only".into(),
+        }),
+        (Device::Cpu, _) => on_cpu(
+            h,
+            w,
+            targets,
+            &rows,
+            grad_scale,
+            matches!(dw, HeadGrad::Return),
+        ),
         #[cfg(feature = "cuda")]
-        Device::Cuda(_) => {
+        (Device::Cuda(_), _) => {
             let rows: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
-            super::cuda::lm_head_loss(h, w, targets, &rows, grad_scale, need_dw)
+            super::cuda::lm_head_loss(h, w, targets, &rows, grad_scale, dw)
         }
-        device => Err(cpu::unsupported(KERNEL, device)),
+        (device, _) => Err(cpu::unsupported(KERNEL, device)),
     }
 }
 

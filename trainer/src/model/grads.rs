@@ -6,16 +6,24 @@ use std::collections::BTreeMap;
 use candle_core::Tensor;
 
 use super::params::ParamId;
-use crate::kernels::matmul_t;
+use crate::kernels::{matmul_add_into, matmul_t};
 
 /// Receives each trainable parameter's gradient once per backward pass.
 pub trait GradSink {
     /// Adds `grad` to the gradient of `id`.
     fn add(&mut self, id: ParamId, grad: Tensor) -> anyhow::Result<()>;
 
+    /// Where the gradient of `id` (checked to have `len` elements) is summed in place on a GPU:
+    /// a flat f32 buffer and the offset of its slice, for kernels that add into it themselves.
+    /// `None` for a sink that takes tensors, the default.
+    fn in_place(&self, id: ParamId, len: usize) -> anyhow::Result<Option<(Tensor, usize)>> {
+        let _ = (id, len);
+        Ok(None)
+    }
+
     /// Adds the product `op(a)·op(b)` (`op(x)` is `xᵀ` when its flag is set) to the gradient of
-    /// `id`. A sink whose buffer is f32 on the GPU accumulates it there by one GEMM, with no
-    /// product tensor and no rounding of it to the activations' dtype.
+    /// `id`: into the sink's GPU buffer by one GEMM where it has one (no product tensor, and no
+    /// rounding of it to the activations' dtype), else as a tensor.
     fn add_product(
         &mut self,
         id: ParamId,
@@ -24,7 +32,12 @@ pub trait GradSink {
         b: &Tensor,
         b_t: bool,
     ) -> anyhow::Result<()> {
-        self.add(id, matmul_t(a, a_t, b, b_t)?)
+        let m = a.dim(if a_t { 1 } else { 0 })?;
+        let n = b.dim(if b_t { 0 } else { 1 })?;
+        match self.in_place(id, m * n)? {
+            Some((flat, offset)) => Ok(matmul_add_into(&flat, offset, a, a_t, b, b_t)?),
+            None => self.add(id, matmul_t(a, a_t, b, b_t)?),
+        }
     }
 }
 

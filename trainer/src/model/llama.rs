@@ -17,7 +17,8 @@ use super::linear::{Linear, Lora, Weight};
 use super::params::ParamId;
 use super::pass::Pass;
 use crate::kernels::{
-    RopeTable, embedding, embedding_backward, linear, lm_head_loss, rms_norm, rms_norm_backward,
+    HeadGrad, RopeTable, embedding, embedding_backward, linear, lm_head_loss, rms_norm,
+    rms_norm_backward,
 };
 
 /// LoRA adapter settings.
@@ -457,19 +458,30 @@ impl Llama {
         }
         let outer = weights.outer()?;
         let (h, rstd) = rms_norm(&x, &outer.final_norm, self.config.rms_norm_eps as f32)?;
-        let loss = lm_head_loss(&h, outer.head(), targets, grad_scale, self.train_all)?;
+        let head = if outer.lm_head.is_some() {
+            ParamId::LmHead
+        } else {
+            ParamId::Embed
+        };
+        // A trained head's gradient goes straight into the sink's GPU buffer where it has one.
+        let slot = if self.train_all {
+            sink.in_place(head, outer.head().elem_count())?
+        } else {
+            None
+        };
+        let head_grad = match &slot {
+            Some((flat, offset)) => HeadGrad::Into(flat, *offset),
+            None if self.train_all => HeadGrad::Return,
+            None => HeadGrad::Skip,
+        };
+        let loss = lm_head_loss(&h, outer.head(), targets, grad_scale, head_grad)?;
         let (mut dx, dnorm) =
             rms_norm_backward(&x, &outer.final_norm, &rstd, &loss.dh, self.train_all)?;
-        if let (Some(dnorm), Some(dhead)) = (dnorm, loss.dw) {
+        if let Some(dnorm) = dnorm {
             sink.add(ParamId::FinalNorm, dnorm)?;
-            sink.add(
-                if outer.lm_head.is_some() {
-                    ParamId::LmHead
-                } else {
-                    ParamId::Embed
-                },
-                dhead,
-            )?;
+        }
+        if let Some(dhead) = loss.dw {
+            sink.add(head, dhead)?;
         }
         drop(outer);
         for (i, k) in kept.into_iter().enumerate().rev() {

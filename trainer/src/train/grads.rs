@@ -176,20 +176,11 @@ impl GradSink for FlatGrads {
         Ok(())
     }
 
-    fn add_product(
-        &mut self,
-        id: ParamId,
-        a: &Tensor,
-        a_t: bool,
-        b: &Tensor,
-        b_t: bool,
-    ) -> anyhow::Result<()> {
-        let Flat::Device(flat) = &self.grads else {
-            return self.add(id, kernels::matmul_t(a, a_t, b, b_t)?);
-        };
-        let m = a.dim(if a_t { 1 } else { 0 })?;
-        let n = b.dim(if b_t { 0 } else { 1 })?;
-        let (_, range) = self.range_of(id, m * n)?;
-        Ok(kernels::matmul_add_into(flat, range.start, a, a_t, b, b_t)?)
+    fn in_place(&self, id: ParamId, len: usize) -> anyhow::Result<Option<(Tensor, usize)>> {
+        let (_, range) = self.range_of(id, len)?;
+        Ok(match &self.grads {
+            Flat::Device(flat) => Some((flat.clone(), range.start)),
+            Flat::Host(_) => None,
+        })
     }
 }

@@ -8,9 +8,9 @@
 
 use candle_core::{DType, Device, Tensor};
 use ferrotune::kernels::{
-    RopeTable, attention, attention_backward, dropout, dropout_add, embedding, embedding_backward,
-    lm_head_loss, matmul_add, matmul_add_into, matmul_t, rms_norm, rms_norm_backward, rope,
-    rope_backward, swiglu, swiglu_backward,
+    HeadGrad, RopeTable, attention, attention_backward, dropout, dropout_add, embedding,
+    embedding_backward, lm_head_loss, matmul_add, matmul_add_into, matmul_t, rms_norm,
+    rms_norm_backward, rope, rope_backward, swiglu, swiglu_backward,
 };
 use rand::Rng;
 
@@ -403,7 +403,7 @@ fn lm_head_loss_and_gradients() {
             &rounded(&w, dtype),
             &targets,
             0.03,
-            true,
+            HeadGrad::Return,
         )
         .unwrap();
         let got = lm_head_loss(
@@ -411,7 +411,7 @@ fn lm_head_loss_and_gradients() {
             &up(&w, &dev, dtype),
             &targets,
             0.03,
-            true,
+            HeadGrad::Return,
         )
         .unwrap();
         assert_eq!(got.n_targets, want.n_targets);
@@ -428,10 +428,33 @@ fn lm_head_loss_and_gradients() {
             &want.dh,
             rtol,
         );
+        let want_dw = want.dw.unwrap();
         assert_close(
             &format!("lm_head dw {dtype:?}"),
             &host(&got.dw.unwrap()),
-            &want.dw.unwrap(),
+            &want_dw,
+            rtol,
+        );
+        // Added into a slice of a flat buffer instead: the same gradient on top of what was there.
+        let (offset, len) = (5, want_dw.elem_count());
+        let start = uniform(&mut r, &[offset + len], 1e-3);
+        let flat = up(&start, &dev, DType::F32);
+        let into = lm_head_loss(
+            &up(&h, &dev, dtype),
+            &up(&w, &dev, dtype),
+            &targets,
+            0.03,
+            HeadGrad::Into(&flat, offset),
+        )
+        .unwrap();
+        assert!(into.dw.is_none());
+        let added = (host(&flat).narrow(0, offset, len).unwrap()
+            - start.narrow(0, offset, len).unwrap())
+        .unwrap();
+        assert_close(
+            &format!("lm_head dw into a flat buffer {dtype:?}"),
+            &added.reshape(want_dw.shape()).unwrap(),
+            &want_dw,
             rtol,
         );
     });

@@ -1,5 +1,5 @@
 use candle_core::{Device, Tensor};
-use ferrotune::kernels::{KernelError, LmHeadLoss, lm_head_loss};
+use ferrotune::kernels::{HeadGrad, KernelError, LmHeadLoss, lm_head_loss};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -44,7 +44,7 @@ fn random_targets(rng: &mut ChaCha8Rng, n: usize, vocab: usize, share: f64) -> V
 }
 
 fn run(h: &Tensor, w: &Tensor, targets: &[i32], grad_scale: f32) -> LmHeadLoss {
-    lm_head_loss(h, w, targets, grad_scale, true).unwrap()
+    lm_head_loss(h, w, targets, grad_scale, HeadGrad::Return).unwrap()
 }
 
 #[test]
@@ -85,7 +85,7 @@ fn matches_log_softmax_reference_over_several_chunks_and_blocks() {
         );
     }
 
-    let frozen = lm_head_loss(&h, &w, &targets, grad_scale, false).unwrap();
+    let frozen = lm_head_loss(&h, &w, &targets, grad_scale, HeadGrad::Skip).unwrap();
     assert!(frozen.dw.is_none());
     assert_eq!(frozen.loss_sum.to_bits(), got.loss_sum.to_bits());
     assert_bitwise_eq("dh without dw", &frozen.dh, &got.dh);
@@ -148,7 +148,7 @@ fn rejects_targets_outside_the_vocabulary() {
         uniform(&mut rng, &[3, 8], 1.0),
         uniform(&mut rng, &[11, 8], 1.0),
     );
-    let err = lm_head_loss(&h, &w, &[2, 11, 0], 1.0, true).unwrap_err();
+    let err = lm_head_loss(&h, &w, &[2, 11, 0], 1.0, HeadGrad::Return).unwrap_err();
     assert!(
         matches!(
             err,
@@ -160,14 +160,18 @@ fn rejects_targets_outside_the_vocabulary() {
         ),
         "{err}"
     );
-    let err = lm_head_loss(&h, &w, &[2, -1, -100], 1.0, true).unwrap_err();
+    let err = lm_head_loss(&h, &w, &[2, -1, -100], 1.0, HeadGrad::Return).unwrap_err();
     assert_eq!(
         err.to_string(),
         "kernel lm_head_loss: target -100 of row 2 is outside 0..11 (use -1 for no target)"
     );
-    let err = lm_head_loss(&h, &w, &[2, -1], 1.0, true).unwrap_err();
+    let err = lm_head_loss(&h, &w, &[2, -1], 1.0, HeadGrad::Return).unwrap_err();
     assert_eq!(
         err.to_string(),
         "kernel lm_head_loss: `targets` must have 3 entries, got 2"
     );
+    // A host-memory pass has no GPU buffer to add the weight gradient into.
+    let flat = Tensor::zeros(11 * 8, candle_core::DType::F32, &Device::Cpu).unwrap();
+    let err = lm_head_loss(&h, &w, &[2, -1, 0], 1.0, HeadGrad::Into(&flat, 0)).unwrap_err();
+    assert!(err.to_string().contains("GPU buffer only"), "{err}");
 }

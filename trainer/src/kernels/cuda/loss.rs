@@ -6,12 +6,12 @@ use candle_core::Tensor;
 
 use super::{Elem, Launch, THREADS, by_dtype, device, output, rows, upload, zeros};
 use crate::kernels::Result;
-use crate::kernels::lm_head_loss::LmHeadLoss;
+use crate::kernels::lm_head_loss::{HeadGrad, LmHeadLoss};
 
 /// Logit elements per chunk (rows × vocabulary): 64 Mi, 128 MiB in bf16.
 const CHUNK_ELEMS: usize = 1 << 26;
 
-/// The same when the weight gradient is wanted: twice as many rows, so the f32 `(V, D)`
+/// The same when the weight gradient is wanted: twice as many rows, so its f32 `(V, D)`
 /// accumulator is read and written half as often.
 const CHUNK_ELEMS_DW: usize = 1 << 27;
 
@@ -23,13 +23,13 @@ pub(in crate::kernels) fn lm_head_loss(
     targets: &[i32],
     target_rows: &[u32],
     grad_scale: f32,
-    need_dw: bool,
+    dw: HeadGrad,
 ) -> Result<LmHeadLoss> {
     by_dtype!(
         "lm_head_loss",
         "h",
         h,
-        on_gpu(h, w, targets, target_rows, grad_scale, need_dw)
+        on_gpu(h, w, targets, target_rows, grad_scale, dw)
     )
 }
 
@@ -39,15 +39,21 @@ fn on_gpu<T: Elem>(
     targets: &[i32],
     target_rows: &[u32],
     grad_scale: f32,
-    need_dw: bool,
+    dw_to: HeadGrad,
 ) -> Result<LmHeadLoss> {
     let dev = device("lm_head_loss", "h", h)?;
     let (n, d) = h.dims2()?;
     let (vocab, _) = w.dims2()?;
     let w = w.to_dtype(T::DTYPE)?;
-    let chunk_elems = if need_dw { CHUNK_ELEMS_DW } else { CHUNK_ELEMS };
+    let chunk_elems = match dw_to {
+        HeadGrad::Skip => CHUNK_ELEMS,
+        _ => CHUNK_ELEMS_DW,
+    };
     let chunk_rows = (chunk_elems / vocab).max(1);
-    let dw = need_dw.then(|| zeros::<f32>(dev, (vocab, d))).transpose()?;
+    let dw = match dw_to {
+        HeadGrad::Return => Some(zeros::<f32>(dev, (vocab, d))?),
+        _ => None,
+    };
     let mut dh_chunks = Vec::new();
     let mut losses = Vec::new();
     for chunk in target_rows.chunks(chunk_rows) {
@@ -65,8 +71,12 @@ fn on_gpu<T: Elem>(
             .float(grad_scale)
             .run(rows(c)?, THREADS)?;
         dh_chunks.push(logits.matmul(&w)?);
-        if let Some(dw) = &dw {
-            super::matmul_add(dw, &logits, true, &hc, false)?;
+        match (&dw, dw_to) {
+            (Some(dw), _) => super::matmul_add(dw, &logits, true, &hc, false)?,
+            (None, HeadGrad::Into(flat, offset)) => {
+                super::matmul_add_into(flat, offset, (vocab, d), &logits, true, &hc, false)?;
+            }
+            _ => {}
         }
         losses.push(loss);
     }
