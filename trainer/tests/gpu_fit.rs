@@ -2,8 +2,8 @@
 //! LoRA on a small random Llama give the same per-step losses and trained parameters (1e-4
 //! relative: other summation orders in the kernels), and the GPU holds no more than the
 //! optimizer state, the model and the activations (the DDP step keeps its flat buffers on the
-//! device and must not copy them per parameter). Skipped with a message without a CUDA build or
-//! GPU.
+//! device and must not copy them per parameter). In bf16, the model's weights follow the f32
+//! master values step by step. Skipped with a message without a CUDA build or GPU.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,7 +33,7 @@ fn llama_config() -> LlamaConfig {
     .unwrap()
 }
 
-fn config(mode: &str, device: &str, out: &Path) -> Config {
+fn config(mode: &str, device: &str, dtype: &str, out: &Path) -> Config {
     let value = serde_json::json!({
         "model": {"path": "random-init"},
         "data": {"train": "random-tokens"},
@@ -43,7 +43,7 @@ fn config(mode: &str, device: &str, out: &Path) -> Config {
             "mode": mode, "max_steps": STEPS, "micro_batch_size": 2,
             "gradient_accumulation_steps": 2, "learning_rate": 1e-3, "lr_scheduler": "constant",
             "warmup_steps": 0, "max_grad_norm": 0.5, "max_seq_length": 64, "logging_steps": 1000,
-            "save_steps": 0, "save_total_limit": 1, "device": device, "dtype": "f32",
+            "save_steps": 0, "save_total_limit": 1, "device": device, "dtype": dtype,
         },
         "eval": {"before_training": false},
         "output": {"dir": out, "resume": false},
@@ -51,8 +51,35 @@ fn config(mode: &str, device: &str, out: &Path) -> Config {
     Config::from_value(value, Path::new("gpu_fit")).unwrap()
 }
 
-/// Trains on `device`; returns the per-step losses and the trained parameters (on the CPU).
-fn train(mode: &str, device: &Device) -> (Vec<f64>, HashMap<ParamId, Tensor>, usize) {
+/// What [`train`] returns: per-step losses, the trainable parameters before and after training
+/// (on the CPU, in f32), and the optimizer state's bytes.
+struct Trained {
+    losses: Vec<f64>,
+    initial: HashMap<ParamId, Tensor>,
+    params: HashMap<ParamId, Tensor>,
+    state_bytes: usize,
+}
+
+/// The model's trainable parameters, on the CPU in f32.
+fn trainable(model: &Llama) -> HashMap<ParamId, Tensor> {
+    model
+        .trainable()
+        .into_iter()
+        .map(|id| {
+            let t = model.param(id).unwrap();
+            (
+                id,
+                t.to_device(&Device::Cpu)
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Trains on `device` with weights and activations in `dtype`.
+fn train(mode: &str, device: &Device, dtype: DType) -> Trained {
     let c = llama_config();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let tensors = expected_tensors(&c)
@@ -68,9 +95,11 @@ fn train(mode: &str, device: &Device) -> (Vec<f64>, HashMap<ParamId, Tensor>, us
         .collect();
     let out = tempfile::tempdir().unwrap();
     let name = if device.is_cpu() { "cpu" } else { "cuda" };
-    let config = config(mode, name, out.path());
+    let dtype_name = if dtype == DType::F32 { "f32" } else { "bf16" };
+    let config = config(mode, name, dtype_name, out.path());
     let mut model = Llama::new(c, tensors, &Adaptation::from_config(&config), 7).unwrap();
-    model.cast(DType::F32).unwrap();
+    model.cast(dtype).unwrap();
+    let initial = trainable(&model);
     let samples: Vec<Sample> = (0..2 * 2 * STEPS as usize)
         .map(|_| Sample {
             ids: (0..64).map(|_| rng.random_range(0..4096)).collect(),
@@ -100,32 +129,40 @@ fn train(mode: &str, device: &Device) -> (Vec<f64>, HashMap<ParamId, Tensor>, us
         .iter()
         .map(|r| r.loss)
         .collect();
-    let params = model
-        .trainable()
-        .into_iter()
-        .map(|id| {
-            (
-                id,
-                model.param(id).unwrap().to_device(&Device::Cpu).unwrap(),
-            )
-        })
-        .collect();
-    (losses, params, outcome.state_bytes)
+    Trained {
+        losses,
+        initial,
+        params: trainable(&model),
+        state_bytes: outcome.state_bytes,
+    }
+}
+
+fn gpu() -> Option<Device> {
+    match Device::new_cuda(0) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("skipped: no CUDA device in this build or on this machine ({e})");
+            None
+        }
+    }
 }
 
 #[test]
-fn training_on_the_gpu_matches_the_cpu_and_holds_only_its_state() {
-    let gpu = match Device::new_cuda(0) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("skipped: no CUDA device in this build or on this machine ({e})");
-            return;
-        }
-    };
+fn training_on_the_gpu_matches_the_cpu_holds_only_its_state_and_updates_bf16_weights() {
+    let Some(gpu) = gpu() else { return };
     // Adapters first: the high-water mark only grows, and full fine-tuning holds more.
     for mode in ["lora", "full"] {
-        let (want_losses, want, _) = train(mode, &Device::Cpu);
-        let (losses, got, state_bytes) = train(mode, &gpu);
+        let Trained {
+            losses: want_losses,
+            params: want,
+            ..
+        } = train(mode, &Device::Cpu, DType::F32);
+        let Trained {
+            losses,
+            params: got,
+            state_bytes,
+            ..
+        } = train(mode, &gpu, DType::F32);
         assert_eq!(losses.len(), STEPS as usize, "{mode}");
         for (step, (g, w)) in losses.iter().zip(&want_losses).enumerate() {
             assert!(
@@ -153,5 +190,45 @@ fn training_on_the_gpu_matches_the_cpu_and_holds_only_its_state() {
             peak as usize <= 4 * state_bytes + (64 << 20),
             "{mode}: peak GPU memory {peak} bytes for {state_bytes} bytes of state"
         );
+    }
+    bf16_weights_follow_the_master_values(&gpu);
+}
+
+/// In bf16 the model's weights are a rounded copy of the f32 master values, rewritten by each
+/// AdamW step: the weights the passes read move as the f32 run's do (a copy left behind would
+/// not move at all), and the losses follow the f32 run's to bf16 precision. (Called after the
+/// f32 runs, whose memory high-water marks it would raise.)
+fn bf16_weights_follow_the_master_values(gpu: &Device) {
+    for mode in ["lora", "full"] {
+        let want = train(mode, &Device::Cpu, DType::F32);
+        let got = train(mode, gpu, DType::BF16);
+        for (step, (g, w)) in got.losses.iter().zip(&want.losses).enumerate() {
+            assert!(
+                (g - w).abs() <= 2e-2 * w.abs(),
+                "{mode} step {step}: bf16 loss {g} vs f32 {w}"
+            );
+        }
+        let mean_abs = |t: &Tensor| {
+            t.abs()
+                .unwrap()
+                .mean_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        for (id, trained) in &want.params {
+            let step_f32 = (trained - &want.initial[id]).unwrap();
+            let step_bf16 = (&got.params[id] - &got.initial[id]).unwrap();
+            let (moved, off) = (
+                mean_abs(&step_f32),
+                mean_abs(&(&step_bf16 - &step_f32).unwrap()),
+            );
+            assert!(
+                moved > 0.0 && off <= 0.5 * moved,
+                "{mode} {id}: the bf16 weights moved {} on average, {off} away from the f32 \
+                 run's {moved}",
+                mean_abs(&step_bf16)
+            );
+        }
     }
 }

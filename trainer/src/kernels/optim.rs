@@ -63,9 +63,12 @@ pub fn sum_of_squares(x: &Tensor) -> Result<f64> {
 }
 
 /// One AdamW step, in place, of the elements `range` of the parameters `p` with gradients `g`,
-/// first moments `m` and second moments `v` (flat f32 buffers of one length).
+/// first moments `m` and second moments `v` (flat f32 buffers of one length). With `shadow` (a
+/// flat bf16 buffer of that length: the model's weights) the updated values are also written
+/// there, rounded to bf16, in the same pass.
 pub fn adamw(
     p: &Tensor,
+    shadow: Option<&Tensor>,
     g: &Tensor,
     m: &Tensor,
     v: &Tensor,
@@ -74,9 +77,9 @@ pub fn adamw(
 ) -> Result<()> {
     match p.device() {
         #[cfg(feature = "cuda")]
-        candle_core::Device::Cuda(_) => super::cuda::adamw(p, g, m, v, range, step),
+        candle_core::Device::Cuda(_) => super::cuda::adamw(p, shadow, g, m, v, range, step),
         device => {
-            let _ = (g, m, v, range, step);
+            let _ = (shadow, g, m, v, range, step);
             Err(unsupported("adamw", device))
         }
     }

@@ -4,7 +4,6 @@
 //! step copies nothing to the host.
 
 use std::borrow::Cow;
-use std::ops::Range;
 
 use candle_core::{DType, Device, Tensor};
 
@@ -81,29 +80,6 @@ impl Flat {
         Ok(match std::mem::replace(self, Self::Host(Vec::new())) {
             Self::Host(v) => v,
             Self::Device(t) => t.to_vec1::<f32>()?,
-        })
-    }
-
-    /// The elements `range` as a tensor of `shape` and `dtype` on the buffer's device: a copy of
-    /// those elements alone, which later updates of the buffer do not reach.
-    pub fn tensor(
-        &self,
-        range: Range<usize>,
-        shape: &[usize],
-        dtype: DType,
-    ) -> anyhow::Result<Tensor> {
-        Ok(match self {
-            Self::Host(v) => Tensor::from_slice(&v[range], shape, &Device::Cpu)?.to_dtype(dtype)?,
-            Self::Device(t) => {
-                let view = t.narrow(0, range.start, range.len())?.reshape(shape)?;
-                // A cast writes a new, compact tensor; to f32 it would alias, so copy instead
-                // (`Tensor::copy` would clone the whole buffer behind the view).
-                if dtype == DType::F32 {
-                    view.force_contiguous()?
-                } else {
-                    view.to_dtype(dtype)?
-                }
-            }
         })
     }
 

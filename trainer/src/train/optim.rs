@@ -210,11 +210,14 @@ impl AdamW {
 
     /// One AdamW step, in place on the GPU, of the device buffers `params` and `grads` (flat
     /// f32, exactly this optimizer's range) with learning rate `lr` and the gradients multiplied
-    /// by `grad_scale`. The moments must be on the same GPU ([`AdamW::on`]). Computes what
-    /// [`AdamW::step_scaled`] computes, bit for bit.
+    /// by `grad_scale`; with `shadow` (a flat bf16 buffer as long as `params`), the updated
+    /// values rounded to bf16 are written there too. The moments must be on the same GPU
+    /// ([`AdamW::on`]). Computes what [`AdamW::step_scaled`] computes, bit for bit.
+    #[allow(clippy::too_many_arguments)] // the step's buffers and scalars
     pub fn step_on_device(
         &mut self,
         params: &Tensor,
+        shadow: Option<&Tensor>,
         grads: &Tensor,
         segments: &[Segment],
         lr: f64,
@@ -237,7 +240,15 @@ impl AdamW {
             }
         }
         for (run, decay) in runs {
-            kernels::adamw(params, grads, m, v, run, &with_decay(&scalars, decay))?;
+            kernels::adamw(
+                params,
+                shadow,
+                grads,
+                m,
+                v,
+                run,
+                &with_decay(&scalars, decay),
+            )?;
         }
         Ok(())
     }

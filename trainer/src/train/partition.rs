@@ -45,6 +45,10 @@ struct Unit {
     shard: Flat,
     adam: AdamW,
     segments: Vec<Segment>,
+    /// For a device unit, once [`Partition::apply`] has run: the flat buffer that the model's
+    /// trained tensors are views of. For an f32 model it is the master buffer itself; for a bf16
+    /// model, its rounding to bf16, which each AdamW step rewrites in the same pass.
+    weights: Option<Tensor>,
 }
 
 impl Unit {
@@ -103,6 +107,7 @@ impl Unit {
             train_layout,
             shard,
             segments,
+            weights: None,
         })
     }
 
@@ -110,13 +115,11 @@ impl Unit {
         self.train_layout.shard_len()
     }
 
-    /// The unit's tensors, whole, gathered from every rank: f32 in host memory, or in `dtype`
-    /// on the GPU that holds a device unit.
+    /// The unit's tensors, whole, gathered from every rank, f32 in host memory (a host unit).
     fn gather(
         &self,
         comm: &mut dyn Collective,
         trainable_only: bool,
-        dtype: DType,
     ) -> anyhow::Result<Vec<Tensor>> {
         let layout = if trainable_only {
             &self.train_layout
@@ -126,14 +129,8 @@ impl Unit {
         let shard = match &self.shard {
             Flat::Host(shard) if trainable_only => &shard[..self.train_len()],
             Flat::Host(shard) => &shard[..],
-            // A device unit is whole (world 1) and all trainable.
-            on_device => {
-                return (0..self.ids.len())
-                    .map(|i| {
-                        let at = layout.offset(i);
-                        on_device.tensor(at..at + layout.chunk(i), &self.shapes[i], dtype)
-                    })
-                    .collect();
+            Flat::Device(_) => {
+                bail!("a device unit is never gathered: the model holds views of it")
             }
         };
         let world = layout.world();
@@ -345,8 +342,16 @@ impl Partition {
                     )?;
                 }
                 (Flat::Device(shard), Flat::Device(grads)) => {
-                    unit.adam
-                        .step_on_device(shard, grads, &unit.segments, lr, coefficient)?;
+                    // An f32 model's views share the master buffer and need no second write.
+                    let shadow = unit.weights.as_ref().filter(|w| w.dtype() == DType::BF16);
+                    unit.adam.step_on_device(
+                        shard,
+                        shadow,
+                        grads,
+                        &unit.segments,
+                        lr,
+                        coefficient,
+                    )?;
                 }
                 _ => bail!("a unit's master values and its gradients are in different places"),
             }
@@ -355,15 +360,36 @@ impl Partition {
     }
 
     /// Puts the updated values into the model (all-gathered under ZeRO-2; under ZeRO-3 the
-    /// model holds no weights, so nothing moves).
-    pub fn apply(&self, model: &mut Llama, comm: &mut dyn Collective) -> anyhow::Result<()> {
+    /// model holds no weights, so nothing moves). A device unit does this once: the model's
+    /// tensors become views of its weights buffer ([`Unit::weights`]), which the AdamW steps keep
+    /// current from then on.
+    pub fn apply(&mut self, model: &mut Llama, comm: &mut dyn Collective) -> anyhow::Result<()> {
         if self.strategy == Strategy::Zero3 {
             return Ok(());
         }
-        for unit in &self.units {
-            for (id, t) in unit.ids.iter().zip(unit.gather(comm, true, model.dtype())?) {
-                model.set_param(*id, t)?;
+        for unit in &mut self.units {
+            let Flat::Device(master) = &unit.shard else {
+                for (id, t) in unit.ids.iter().zip(unit.gather(comm, true)?) {
+                    model.set_param(*id, t)?;
+                }
+                continue;
+            };
+            if unit.weights.is_some() {
+                continue;
             }
+            let weights = match model.dtype() {
+                DType::F32 => master.clone(),
+                DType::BF16 => master.to_dtype(DType::BF16)?,
+                other => bail!("a model in {other:?} cannot train on the GPU; use bf16 or f32"),
+            };
+            for (i, id) in unit.ids.iter().enumerate() {
+                let at = unit.train_layout.offset(i);
+                let view = weights
+                    .narrow(0, at, unit.train_layout.chunk(i))?
+                    .reshape(unit.shapes[i].as_slice())?;
+                model.set_param(*id, view)?;
+            }
+            unit.weights = Some(weights);
         }
         Ok(())
     }
@@ -374,11 +400,7 @@ impl Partition {
             return Ok(());
         }
         for unit in &self.units {
-            for (id, t) in unit
-                .ids
-                .iter()
-                .zip(unit.gather(comm, false, model.dtype())?)
-            {
+            for (id, t) in unit.ids.iter().zip(unit.gather(comm, false)?) {
                 let t = model.place(&t)?;
                 *model.slot(*id)? = t;
             }
@@ -463,6 +485,8 @@ impl Partition {
                 unit.train_layout.take(i, &w.exp_avg_sq, &mut v);
             }
             unit.shard = Flat::from_host(values, &device)?;
+            // The model's views (if any) show the old buffer: [`Partition::apply`] makes new ones.
+            unit.weights = None;
             unit.adam = AdamW::from_state(
                 *unit.adam.config(),
                 0..n,
@@ -505,7 +529,7 @@ impl Gathering<'_> {
         let mut comm = self.comm.borrow_mut();
         unit.ids
             .iter()
-            .zip(unit.gather(&mut **comm, false, self.model.dtype())?)
+            .zip(unit.gather(&mut **comm, false)?)
             .map(|(id, t)| Ok((*id, self.model.place(&t)?)))
             .collect()
     }

@@ -519,6 +519,8 @@ fn optimizer_state_updates_exactly_as_on_the_cpu() {
             .unwrap()
             .to_device(&dev)
             .unwrap();
+        // One run also writes the model's bf16 copy in the same pass.
+        let shadow = (beta1 == 0.9).then(|| Tensor::zeros(n, DType::BF16, &dev).unwrap());
         for step in 0..30 {
             let grads = values(&uniform(&mut r, &[n], 0.5));
             let g_dev = Tensor::from_slice(&grads, n, &dev).unwrap();
@@ -526,11 +528,18 @@ fn optimizer_state_updates_exactly_as_on_the_cpu() {
             cpu.step_scaled(&mut params, &grads, &segments, lr, scale)
                 .unwrap();
             gpu_adam
-                .step_on_device(&p_dev, &g_dev, &segments, lr, scale)
+                .step_on_device(&p_dev, shadow.as_ref(), &g_dev, &segments, lr, scale)
                 .unwrap();
         }
         let want = Tensor::from_vec(params, n, &Device::Cpu).unwrap();
         assert_bitwise_eq(&format!("adamw params β1 {beta1}"), &host(&p_dev), &want);
+        if let Some(shadow) = &shadow {
+            assert_bitwise_eq(
+                "adamw bf16 copy",
+                &host(shadow),
+                &rounded(&want, DType::BF16),
+            );
+        }
         let (sc, sg) = (cpu.state().unwrap(), gpu_adam.state().unwrap());
         assert_eq!(sc.step, sg.step);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

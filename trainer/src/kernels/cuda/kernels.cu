@@ -474,9 +474,11 @@ extern "C" __global__ void sum_squares_f32(const float* x, size_t n, double* par
 
 // One AdamW step of elements [offset, offset + n) in place, with the gradient first multiplied
 // by grad_scale (clipping). The same operations in the same order as the CPU path
-// (train/optim.rs), each rounded once: `__f*_rn` keeps NVRTC from fusing them into FMAs.
-extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* v, size_t offset,
-                                     size_t n, float grad_scale, float factor, float lerp_weight,
+// (train/optim.rs), each rounded once: `__f*_rn` keeps NVRTC from fusing them into FMAs. Where
+// `shadow` is given, the updated value is also written there rounded to bf16 (the model's copy).
+extern "C" __global__ void adamw_f32(float* p, bf16* shadow, const float* g, float* m, float* v,
+                                     size_t offset, size_t n, float grad_scale, float factor,
+                                     float lerp_weight,
                                      float keep, int small_weight, float beta2,
                                      float one_minus_beta2, float bc2_sqrt, float eps,
                                      float neg_step) {
@@ -489,7 +491,9 @@ extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* 
                           : __fsub_rn(gi, __fmul_rn(__fsub_rn(gi, mi), keep));
         float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(one_minus_beta2, gi), gi));
         float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), eps);
-        p[i] = __fadd_rn(pi, __fdiv_rn(__fmul_rn(neg_step, mi), denom));
+        float pn = __fadd_rn(pi, __fdiv_rn(__fmul_rn(neg_step, mi), denom));
+        p[i] = pn;
+        if (shadow) st(shadow, i, pn);
         m[i] = mi;
         v[i] = vi;
     }

@@ -77,9 +77,11 @@ pub(in crate::kernels) fn sum_of_squares(x: &Tensor) -> Result<f64> {
     Ok(partial.to_vec1::<f64>()?.iter().sum())
 }
 
-/// One AdamW step of `p[range]` with `g`, `m` and `v` (flat f32 buffers of one length), in place.
+/// One AdamW step of `p[range]` with `g`, `m` and `v` (flat f32 buffers of one length), in place,
+/// writing the updated values rounded to bf16 into `shadow` (a bf16 buffer of that length) too.
 pub(in crate::kernels) fn adamw(
     p: &Tensor,
+    shadow: Option<&Tensor>,
     g: &Tensor,
     m: &Tensor,
     v: &Tensor,
@@ -96,8 +98,22 @@ pub(in crate::kernels) fn adamw(
             )));
         }
     }
-    Launch::new(device("adamw", "p", p)?, "adamw_f32")
-        .tensor(p)?
+    let launch = Launch::new(device("adamw", "p", p)?, "adamw_f32").tensor(p)?;
+    let launch = match shadow {
+        Some(t) => {
+            device("adamw", "shadow", t)?;
+            if t.dtype() != DType::BF16 || !t.is_contiguous() || t.elem_count() != n {
+                return Err(KernelError::Cuda(format!(
+                    "adamw: shadow must be a contiguous bf16 buffer of {n} elements, got {:?} {:?}",
+                    t.dtype(),
+                    t.dims()
+                )));
+            }
+            launch.tensor(t)?
+        }
+        None => launch.null(),
+    };
+    launch
         .tensor(g)?
         .tensor(m)?
         .tensor(v)?
