@@ -361,8 +361,8 @@ impl Partition {
 
     /// Puts the updated values into the model (all-gathered under ZeRO-2; under ZeRO-3 the
     /// model holds no weights, so nothing moves). A device unit does this once: the model's
-    /// tensors become views of its weights buffer ([`Unit::weights`]), which the AdamW steps keep
-    /// current from then on.
+    /// tensors become views of one weights buffer, which the AdamW steps keep current from then
+    /// on.
     pub fn apply(&mut self, model: &mut Llama, comm: &mut dyn Collective) -> anyhow::Result<()> {
         if self.strategy == Strategy::Zero3 {
             return Ok(());
