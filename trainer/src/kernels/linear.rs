@@ -110,7 +110,7 @@ pub fn matmul_add_into(
 }
 
 /// `(M, N)` of `op(a)·op(b)`, or `None` when the inner sizes or the dtypes differ.
-fn product_dims(a: &Tensor, a_t: bool, b: &Tensor, b_t: bool) -> Option<(usize, usize)> {
+pub fn product_dims(a: &Tensor, a_t: bool, b: &Tensor, b_t: bool) -> Option<(usize, usize)> {
     let dims = |x: &Tensor, t: bool| {
         let (r, c) = x.dims2().ok()?;
         Some(if t { (c, r) } else { (r, c) })

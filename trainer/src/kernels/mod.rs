@@ -50,7 +50,7 @@ pub use cuda::{Nf4Device, nf4_dequantize};
 pub use dropout::{dropout, dropout_add, dropout_backward, dropout_keep};
 pub use embedding::{embedding, embedding_backward};
 pub use error::{KernelError, Result};
-pub use linear::{linear, matmul_add, matmul_add_into, matmul_t};
+pub use linear::{linear, matmul_add, matmul_add_into, matmul_t, product_dims};
 pub use lm_head_loss::{HeadGrad, LmHeadLoss, lm_head_loss};
 pub use optim::{AdamWStep, accumulate, adamw, sum_of_squares, zero};
 pub use rms_norm::{rms_norm, rms_norm_backward};

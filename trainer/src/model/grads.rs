@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use anyhow::Context;
 use candle_core::Tensor;
 
 use super::params::ParamId;
-use crate::kernels::{matmul_add_into, matmul_t};
+use crate::kernels::{matmul_add_into, matmul_t, product_dims};
 
 /// Receives each trainable parameter's gradient once per backward pass.
 pub trait GradSink {
@@ -32,8 +33,13 @@ pub trait GradSink {
         b: &Tensor,
         b_t: bool,
     ) -> anyhow::Result<()> {
-        let m = a.dim(if a_t { 1 } else { 0 })?;
-        let n = b.dim(if b_t { 0 } else { 1 })?;
+        let (m, n) = product_dims(a, a_t, b, b_t).with_context(|| {
+            format!(
+                "gradient of {id}: {:?} and {:?} do not multiply",
+                a.dims(),
+                b.dims()
+            )
+        })?;
         match self.in_place(id, m * n)? {
             Some((flat, offset)) => Ok(matmul_add_into(&flat, offset, a, a_t, b, b_t)?),
             None => self.add(id, matmul_t(a, a_t, b, b_t)?),

@@ -135,9 +135,7 @@ impl FlatGrads {
         }
         Ok(())
     }
-}
 
-impl FlatGrads {
     /// The range of `id` in the flat buffer, checked to hold `count` elements.
     fn range_of(&self, id: ParamId, count: usize) -> anyhow::Result<(usize, Range<usize>)> {
         let i = *self
