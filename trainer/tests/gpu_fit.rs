@@ -195,9 +195,11 @@ fn training_on_the_gpu_matches_the_cpu_holds_only_its_state_and_updates_bf16_wei
 }
 
 /// In bf16 the model's weights are a rounded copy of the f32 master values, rewritten by each
-/// AdamW step: the weights the passes read move as the f32 run's do (a copy left behind would
-/// not move at all), and the losses follow the f32 run's to bf16 precision. (Called after the
-/// f32 runs, whose memory high-water marks it would raise.)
+/// AdamW step: the weights the passes read move as the f32 run's do, to within bf16's rounding
+/// of their values (a copy left behind would not move at all), and the losses follow the f32
+/// run's to bf16 precision. A tensor whose steps are below that rounding (LoRA A, which starts
+/// learning only once B has moved away from zero) need not move; every mode has tensors whose
+/// steps bf16 shows. (Called after the f32 runs, whose memory high-water marks it would raise.)
 fn bf16_weights_follow_the_master_values(gpu: &Device) {
     for mode in ["lora", "full"] {
         let want = train(mode, &Device::Cpu, DType::F32);
@@ -216,6 +218,7 @@ fn bf16_weights_follow_the_master_values(gpu: &Device) {
                 .to_scalar::<f32>()
                 .unwrap()
         };
+        let mut visible = 0;
         for (id, trained) in &want.params {
             let step_f32 = (trained - &want.initial[id]).unwrap();
             let step_bf16 = (&got.params[id] - &got.initial[id]).unwrap();
@@ -223,12 +226,21 @@ fn bf16_weights_follow_the_master_values(gpu: &Device) {
                 mean_abs(&step_f32),
                 mean_abs(&(&step_bf16 - &step_f32).unwrap()),
             );
+            // bf16 keeps 8 significant bits: rounding moves a value by at most 2⁻⁸ of it.
+            let rounding = mean_abs(&want.initial[id]) / 256.0;
             assert!(
-                moved > 0.0 && off <= 0.5 * moved,
+                moved > 0.0 && off <= 0.5 * moved + rounding,
                 "{mode} {id}: the bf16 weights moved {} on average, {off} away from the f32 \
-                 run's {moved}",
+                 run's {moved} (bf16 rounding of these values: {rounding})",
                 mean_abs(&step_bf16)
             );
+            if moved > 4.0 * rounding {
+                visible += 1;
+            }
         }
+        assert!(
+            visible > 0,
+            "{mode}: no tensor moved by more than bf16's rounding of its values"
+        );
     }
 }
