@@ -185,27 +185,31 @@ fn embedding_lookup_and_gradient() {
 fn dropout_masks_match_the_cpu_exactly() {
     let Some(dev) = gpu() else { return };
     let mut r = rng(5);
-    let x = uniform(&mut r, &[78, 333], 1.0);
-    let base = uniform(&mut r, &[78, 333], 1.0);
-    for (seed, streams, p) in [
-        (1u64, vec![2u64], 0.1f32),
-        (99, vec![12345, 6, 7], 0.5),
-        (7, vec![0, 1], 0.05),
-    ] {
-        let want = dropout(&x, p, seed, &streams).unwrap();
-        let got = dropout(&up(&x, &dev, DType::F32), p, seed, &streams).unwrap();
-        assert_bitwise_eq("dropout f32", &host(&got), &want);
-        let got16 = host(&dropout(&up(&x, &dev, DType::BF16), p, seed, &streams).unwrap());
-        let kept = |t: &Tensor| values(t).iter().map(|v| *v != 0.0).collect::<Vec<_>>();
-        assert_eq!(
-            kept(&got16),
-            kept(&want),
-            "bf16 dropout keeps the same elements"
-        );
-        let want_sum = dropout_add(&base, &x, p, seed, &streams).unwrap();
-        let (b, xs) = (up(&base, &dev, DType::F32), up(&x, &dev, DType::F32));
-        let got_sum = dropout_add(&b, &xs, p, seed, &streams).unwrap();
-        assert_bitwise_eq("dropout_add f32", &host(&got_sum), &want_sum);
+    // Segments of 78·333 / s elements take the one-element-a-thread kernel; those of 48·320 / s
+    // (multiples of 8) the eight-a-thread one.
+    for shape in [[78, 333], [48, 320]] {
+        let x = uniform(&mut r, &shape, 1.0);
+        let base = uniform(&mut r, &shape, 1.0);
+        for (seed, streams, p) in [
+            (1u64, vec![2u64], 0.1f32),
+            (99, vec![12345, 6, 7], 0.5),
+            (7, vec![0, 1], 0.05),
+        ] {
+            let want = dropout(&x, p, seed, &streams).unwrap();
+            let got = dropout(&up(&x, &dev, DType::F32), p, seed, &streams).unwrap();
+            assert_bitwise_eq("dropout f32", &host(&got), &want);
+            let got16 = host(&dropout(&up(&x, &dev, DType::BF16), p, seed, &streams).unwrap());
+            let kept = |t: &Tensor| values(t).iter().map(|v| *v != 0.0).collect::<Vec<_>>();
+            assert_eq!(
+                kept(&got16),
+                kept(&want),
+                "{shape:?}: bf16 dropout keeps the same elements"
+            );
+            let want_sum = dropout_add(&base, &x, p, seed, &streams).unwrap();
+            let (b, xs) = (up(&base, &dev, DType::F32), up(&x, &dev, DType::F32));
+            let got_sum = dropout_add(&b, &xs, p, seed, &streams).unwrap();
+            assert_bitwise_eq("dropout_add f32", &host(&got_sum), &want_sum);
+        }
     }
 }
 

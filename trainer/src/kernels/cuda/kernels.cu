@@ -225,6 +225,35 @@ __device__ __forceinline__ void st8(float* p, const float* x) {
     reinterpret_cast<float4*>(p)[1] = make_float4(x[4], x[5], x[6], x[7]);
 }
 
+// `dropout` eight consecutive elements a thread (seg a multiple of 8, pointers 16-byte aligned):
+// one segment index and key per eight, the counter stepped by γ from one element to the next; the
+// same values as `dropout`.
+template <typename T>
+__device__ void dropout8(const T* base, const T* x, T* y, size_t n8, size_t seg, const u64* keys,
+                         float p, float scale) {
+    bool narrow = n8 <= 0xffffffffull / 8;
+    GRID_STRIDE(u, n8) {
+        size_t i = u * 8;
+        size_t s = narrow ? (size_t)((unsigned)i / (unsigned)seg) : i / seg;
+        u64 c = keys[s] + (i - s * seg + 1) * 0x9E3779B97F4A7C15ull;
+        float xv[8], bv[8], yv[8];
+        ld8(x + i, xv);
+        if (base) ld8(base + i, bv);
+        for (int k = 0; k < 8; ++k) {
+            float r = (float)(mix64(c) >> 40) * (1.f / 16777216.f);
+            c += 0x9E3779B97F4A7C15ull;
+            float b = base ? bv[k] : 0.f;
+            if (r >= p) {
+                float v = __fmul_rn(xv[k], scale);
+                yv[k] = base ? __fadd_rn(b, v) : v;
+            } else {
+                yv[k] = b;
+            }
+        }
+        st8(y + i, yv);
+    }
+}
+
 // Folds x into a running (max m, Σ exp(· − m)) pair.
 __device__ __forceinline__ void online_lse(float x, float& m, float& z) {
     if (x == NEG_INF) return;
@@ -532,6 +561,10 @@ extern "C" __global__ void adamw_f32(float* p, bf16* shadow, const float* g, flo
     extern "C" __global__ void dropout_##S(const T* base, const T* x, T* y, size_t n, size_t seg,   \
                                            const u64* keys, float p, float scale) {               \
         dropout(base, x, y, n, seg, keys, p, scale);                                               \
+    }                                                                                              \
+    extern "C" __global__ void dropout8_##S(const T* base, const T* x, T* y, size_t n8,            \
+                                            size_t seg, const u64* keys, float p, float scale) {   \
+        dropout8(base, x, y, n8, seg, keys, p, scale);                                             \
     }                                                                                              \
     extern "C" __global__ void attn_softmax_##S(const T* s, T* p, float* lse, size_t rows, int tq, \
                                                 int tk, size_t rows_per_b,                         \

@@ -110,22 +110,31 @@ fn dropout_t<T: Elem>(
     let dev = device("dropout", "x", x)?;
     let y = output::<T>(dev, x.shape())?;
     let n = x.elem_count();
-    let launch = Launch::typed::<T>(dev, "dropout");
-    let launch = match base {
-        Some(b) => launch.tensor(&b.to_dtype(T::DTYPE)?)?,
+    let base = base.map(|b| b.to_dtype(T::DTYPE)).transpose()?;
+    // Eight elements a thread where they never straddle a segment and load as 16 bytes.
+    let aligned =
+        |t: &Tensor| (t.layout().start_offset() * T::DTYPE.size_in_bytes()).is_multiple_of(16);
+    let by8 = seg.is_multiple_of(8)
+        && n.is_multiple_of(8)
+        && aligned(x)
+        && base.as_ref().is_none_or(aligned);
+    let launch = Launch::typed::<T>(dev, if by8 { "dropout8" } else { "dropout" });
+    let launch = match &base {
+        Some(b) => launch.tensor(b)?,
         None => launch.null(),
     };
     // The keys travel as i64 (candle has no u64 dtype); the kernel reads the same bits.
     let keys: Vec<i64> = keys.iter().map(|&k| k as i64).collect();
+    let units = if by8 { n / 8 } else { n };
     launch
         .tensor(x)?
         .tensor(&y)?
-        .u64(n as u64)
+        .u64(units as u64)
         .u64(seg as u64)
         .tensor(&upload(dev, &keys)?)?
         .float(p)
         .float(1.0 / (1.0 - p))
-        .run_elems(n)?;
+        .run_elems(units)?;
     Ok(y)
 }
 
