@@ -5,7 +5,7 @@
 
 use candle_core::{DType, Tensor};
 
-use super::{Elem, Launch, THREADS, by_dtype, device, output, upload};
+use super::{Elem, Launch, THREADS, aligned16, by_dtype, device, output, upload};
 use crate::kernels::Result;
 use crate::kernels::attention::{AttnOutput, Geometry};
 
@@ -17,7 +17,7 @@ fn swap_axes<T: Elem>(x: &Tensor, [nb, na, nc, d]: [usize; 4]) -> Result<Tensor>
     let y = output::<T>(dev, (nb, nc, na, d))?;
     let size = T::DTYPE.size_in_bytes();
     let n = nb * na * nc * d;
-    if (d * size) % 16 == 0 && (x.layout().start_offset() * size) % 16 == 0 {
+    if (d * size) % 16 == 0 && aligned16(&x) {
         let units = n * size / 16;
         Launch::new(dev, "swap_axes_16b")
             .tensor(&x)?

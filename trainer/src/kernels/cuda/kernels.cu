@@ -176,25 +176,30 @@ __device__ __forceinline__ u64 mix64(u64 z) {
     return z ^ (z >> 31);
 }
 
+// SplitMix64's state increment: element j of a segment hashes key + (j + 1)·γ.
+#define GAMMA 0x9E3779B97F4A7C15ull
+
+// One element of base + dropout(x) from its hash bits (b is base's value, or 0 without one): a
+// dropped element keeps b; each product and sum is rounded once, as on the CPU.
+__device__ __forceinline__ float dropped(u64 bits, float x, float b, bool has_base, float p,
+                                         float scale) {
+    float u = (float)(bits >> 40) * (1.f / 16777216.f);
+    if (u < p) return b;
+    float v = __fmul_rn(x, scale);
+    return has_base ? __fadd_rn(b, v) : v;
+}
+
 // y = base + dropout(x) (base may be null; a dropped element keeps base, or is 0). x is split
 // into equal segments of `seg` elements (one per sequence); segment s uses keys[s] and counts its
-// elements from 0. Each product and sum is rounded once, as on the CPU; the segment index takes a
-// 32-bit division where the tensor allows it.
+// elements from 0. The segment index takes a 32-bit division where the tensor allows it.
 template <typename T>
 __device__ void dropout(const T* base, const T* x, T* y, size_t n, size_t seg, const u64* keys,
                         float p, float scale) {
     bool narrow = n <= 0xffffffffull;
     GRID_STRIDE(i, n) {
         size_t s = narrow ? (size_t)((unsigned)i / (unsigned)seg) : i / seg;
-        u64 bits = mix64(keys[s] + (i - s * seg + 1) * 0x9E3779B97F4A7C15ull);
-        float u = (float)(bits >> 40) * (1.f / 16777216.f);
-        float b = base ? ld(base, i) : 0.f;
-        if (u >= p) {
-            float v = __fmul_rn(ld(x, i), scale);
-            st(y, i, base ? __fadd_rn(b, v) : v);
-        } else {
-            st(y, i, b);
-        }
+        u64 bits = mix64(keys[s] + (i - s * seg + 1) * GAMMA);
+        st(y, i, dropped(bits, ld(x, i), base ? ld(base, i) : 0.f, base != nullptr, p, scale));
     }
 }
 
@@ -235,20 +240,12 @@ __device__ void dropout8(const T* base, const T* x, T* y, size_t n8, size_t seg,
     GRID_STRIDE(u, n8) {
         size_t i = u * 8;
         size_t s = narrow ? (size_t)((unsigned)i / (unsigned)seg) : i / seg;
-        u64 c = keys[s] + (i - s * seg + 1) * 0x9E3779B97F4A7C15ull;
-        float xv[8], bv[8], yv[8];
+        u64 c = keys[s] + (i - s * seg + 1) * GAMMA;
+        float xv[8], bv[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, yv[8];
         ld8(x + i, xv);
         if (base) ld8(base + i, bv);
-        for (int k = 0; k < 8; ++k) {
-            float r = (float)(mix64(c) >> 40) * (1.f / 16777216.f);
-            c += 0x9E3779B97F4A7C15ull;
-            float b = base ? bv[k] : 0.f;
-            if (r >= p) {
-                float v = __fmul_rn(xv[k], scale);
-                yv[k] = base ? __fadd_rn(b, v) : v;
-            } else {
-                yv[k] = b;
-            }
+        for (int k = 0; k < 8; ++k, c += GAMMA) {
+            yv[k] = dropped(mix64(c), xv[k], bv[k], base != nullptr, p, scale);
         }
         st8(y + i, yv);
     }

@@ -114,6 +114,12 @@ pub(super) fn zeros<T: Elem>(dev: &CudaDevice, shape: impl Into<Shape>) -> Resul
     Ok(Tensor::zeros(shape, T::DTYPE, &Device::Cuda(dev.clone()))?)
 }
 
+/// Whether the first element of `t` lies on a 16-byte boundary (device allocations do), so that
+/// kernels can move it 16 bytes at a time.
+pub(super) fn aligned16(t: &Tensor) -> bool {
+    (t.layout().start_offset() * t.dtype().size_in_bytes()).is_multiple_of(16)
+}
+
 /// Host values (ids, positions, masks, tables) copied to `dev` as a 1-D tensor.
 pub(super) fn upload<T: candle_core::WithDType>(dev: &CudaDevice, values: &[T]) -> Result<Tensor> {
     Ok(Tensor::from_slice(

@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 
-use super::{Elem, Launch, THREADS, by_dtype, device, output, upload, zeros};
+use super::{Elem, Launch, THREADS, aligned16, by_dtype, device, output, upload, zeros};
 use crate::kernels::Result;
 use crate::kernels::rope::RopeTable;
 
@@ -112,12 +112,10 @@ fn dropout_t<T: Elem>(
     let n = x.elem_count();
     let base = base.map(|b| b.to_dtype(T::DTYPE)).transpose()?;
     // Eight elements a thread where they never straddle a segment and load as 16 bytes.
-    let aligned =
-        |t: &Tensor| (t.layout().start_offset() * T::DTYPE.size_in_bytes()).is_multiple_of(16);
     let by8 = seg.is_multiple_of(8)
         && n.is_multiple_of(8)
-        && aligned(x)
-        && base.as_ref().is_none_or(aligned);
+        && aligned16(x)
+        && base.as_ref().is_none_or(aligned16);
     let launch = Launch::typed::<T>(dev, if by8 { "dropout8" } else { "dropout" });
     let launch = match &base {
         Some(b) => launch.tensor(b)?,
