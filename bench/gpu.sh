@@ -18,6 +18,7 @@ PYTHON=${PYTHON:-python3}
 OUT=${OUT:-bench/out}
 mkdir -p "$OUT"
 bins=$(mktemp -d)
+trap 'rm -rf "$bins"' EXIT
 for name in train-throughput kernels gpu_fit; do
   if [ -f "$BIN/$name.gz" ]; then gunzip -c "$BIN/$name.gz" > "$bins/$name"; chmod +x "$bins/$name"
   elif [ -f "$BIN/$name" ]; then ln -s "$(realpath "$BIN/$name")" "$bins/$name"; fi
